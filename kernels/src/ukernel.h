@@ -1,0 +1,43 @@
+/* ukernel.h: the micro-kernel signatures and per-ISA tables (see docs/numerics.md).
+ *
+ * A micro-kernel computes one tile (one weight row, or one 16-row repacked panel, against
+ * 1..IQ1M_MAX_NC activation columns) and nothing else: loop nests, repacking and threading
+ * live in their own files and reach kernels only through these tables.
+ */
+#ifndef IQ1M_UKERNEL_H
+#define IQ1M_UKERNEL_H
+
+#include <stdint.h>
+
+#include "iq1m.h"
+
+#define IQ1M_MAX_NC 8
+#define IQ1M_PACK_ROWS 16
+
+typedef struct {
+    float d[IQ1M_PACK_ROWS];                  /* row super-scale; 0.0f for padding rows */
+    uint8_t mult[16][IQ1M_PACK_ROWS];         /* [sub-block][row] = 2s+1; 1 for padding */
+    uint8_t q[IQ1M_QK_K / 4][IQ1M_PACK_ROWS][4]; /* [k/4][row][k%4] = w + 9; 9 for padding */
+} iq1m_packed_block;
+
+/* out[c * out_stride] = contract result of the row with column c, c < nc. */
+typedef void (*iq1m_direct_ukernel_fn)(int64_t nb, const uint8_t *w_row,
+                                       const iq1m_block_q8K *const *cols,
+                                       float *out, int64_t out_stride);
+
+/* out[c * out_stride + r] for r < IQ1M_PACK_ROWS, c < nc. */
+typedef void (*iq1m_packed_ukernel_fn)(int64_t nb, const iq1m_packed_block *panel,
+                                       const iq1m_block_q8K *const *cols,
+                                       float *out, int64_t out_stride);
+
+typedef struct {
+    const char *name;
+    iq1m_direct_ukernel_fn direct[IQ1M_MAX_NC + 1]; /* index = nc; NULL = missing */
+    iq1m_packed_ukernel_fn packed[IQ1M_MAX_NC + 1];
+} iq1m_ukernel_table;
+
+extern const iq1m_ukernel_table iq1m_ukernels_scalar;
+extern const iq1m_ukernel_table iq1m_ukernels_avx2;
+extern const iq1m_ukernel_table iq1m_ukernels_avx512vnni;
+
+#endif /* IQ1M_UKERNEL_H */

@@ -1,0 +1,16 @@
+"""Hypothesis profiles shared by the whole suite.
+
+ci:   deterministic (derandomized), modest budgets; the default when CI is set.
+dev:  random, modest budgets; the default on a developer machine.
+fuzz: large budgets, used by campaigns and long local searches.
+Select with HYPOTHESIS_PROFILE=name.
+"""
+import os
+
+from hypothesis import HealthCheck, settings
+
+_common = dict(deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+settings.register_profile("ci", derandomize=True, max_examples=60, print_blob=True, **_common)
+settings.register_profile("dev", max_examples=60, **_common)
+settings.register_profile("fuzz", max_examples=5000, **_common)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci" if os.environ.get("CI") else "dev"))
