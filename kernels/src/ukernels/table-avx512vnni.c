@@ -1,9 +1,26 @@
-/* table-avx512vnni.c: placeholder avx512vnni micro-kernel table with every entry NULL, so the library
- * links and dispatch falls back to the scalar kernels. Replaced by the real avx512vnni table. */
+/* table-avx512vnni.c: the avx512vnni micro-kernel table (AVX-512 F/BW/VL/DQ + VNNI + F16C), index = nc. */
 #include "../ukernel.h"
+
+#define DECL(N)                                                                            \
+    void iq1m_direct_1x##N##_avx512vnni(int64_t, const uint8_t *, const iq1m_block_q8K *const *,  \
+                                    float *, int64_t);                                     \
+    void iq1m_packed_16x##N##_avx512vnni(int64_t, const iq1m_packed_block *,                    \
+                                     const iq1m_block_q8K *const *, float *, int64_t);
+DECL(1)
+DECL(2)
+DECL(3)
+DECL(4)
+DECL(5)
+DECL(6)
+DECL(7)
+DECL(8)
 
 const iq1m_ukernel_table iq1m_ukernels_avx512vnni = {
     "avx512vnni",
-    {0},
-    {0},
+    {NULL, iq1m_direct_1x1_avx512vnni, iq1m_direct_1x2_avx512vnni, iq1m_direct_1x3_avx512vnni,
+     iq1m_direct_1x4_avx512vnni, iq1m_direct_1x5_avx512vnni, iq1m_direct_1x6_avx512vnni,
+     iq1m_direct_1x7_avx512vnni, iq1m_direct_1x8_avx512vnni},
+    {NULL, iq1m_packed_16x1_avx512vnni, iq1m_packed_16x2_avx512vnni, iq1m_packed_16x3_avx512vnni,
+     iq1m_packed_16x4_avx512vnni, iq1m_packed_16x5_avx512vnni, iq1m_packed_16x6_avx512vnni,
+     iq1m_packed_16x7_avx512vnni, iq1m_packed_16x8_avx512vnni},
 };

@@ -1,0 +1,77 @@
+/* iq1m-q8k-packed-16xN-avx512vnni.c: packed micro-kernels, one 16-row repacked panel x
+ * N = 1..8 Q8_K columns, AVX-512 (F/BW/VL/DQ) + VNNI + F16C.
+ *
+ * One zmm of q[k/4] holds 4 weights (u8 w+9) of each of the 16 rows.  Per column and
+ * sub-block j: the accumulator starts at -9*bsums[j] (removes the +9 bias), 4 vpdpbusd with
+ * the broadcast int32 of 4 q8 bytes give the exact sub-block sum per row (|.| <= 16*9*128,
+ * an int16), one vpdpwssd multiplies it by the row's 2s+1 and adds it to the block sum S_b.
+ * At block end: acc = acc + (d_row * dy) * (float)S_b; finally out = 0.125f * acc.
+ */
+#include <immintrin.h>
+#include <stdint.h>
+#include <string.h>
+
+#include "../ukernel.h"
+
+#define IQ1M_INLINE static inline __attribute__((always_inline))
+
+IQ1M_INLINE int32_t iq1m_ld32(const int8_t *p) {
+    int32_t v;
+    memcpy(&v, p, 4);
+    return v;
+}
+
+IQ1M_INLINE void iq1m_packed512(int64_t nb, const iq1m_packed_block *panel,
+                                const iq1m_block_q8K *const *cols, float *out,
+                                int64_t out_stride, const int NC) {
+    const iq1m_block_q8K *cp[IQ1M_MAX_NC];
+    for (int c = 0; c < NC; ++c) cp[c] = cols[c];
+    __m512 acc[IQ1M_MAX_NC];
+    for (int c = 0; c < NC; ++c) acc[c] = _mm512_setzero_ps();
+    for (int64_t b = 0; b < nb; ++b) {
+        const iq1m_packed_block *pb = panel + b;
+        int32_t bias[IQ1M_MAX_NC][16];
+        for (int c = 0; c < NC; ++c) {
+            const __m512i bs = _mm512_cvtepi16_epi32(
+                _mm256_loadu_si256((const __m256i *)cp[c][b].bsums));
+            _mm512_storeu_si512(bias[c], _mm512_mullo_epi32(bs, _mm512_set1_epi32(-9)));
+        }
+        __m512i S[IQ1M_MAX_NC];
+        for (int c = 0; c < NC; ++c) S[c] = _mm512_setzero_si512();
+        for (int j = 0; j < 16; ++j) {
+            const __m512i m = _mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)pb->mult[j]));
+            __m512i a[IQ1M_MAX_NC];
+            for (int c = 0; c < NC; ++c) a[c] = _mm512_set1_epi32(bias[c][j]);
+            for (int t = 0; t < 4; ++t) {
+                const __m512i wv = _mm512_loadu_si512(pb->q[4 * j + t]);
+                for (int c = 0; c < NC; ++c)
+                    a[c] = _mm512_dpbusd_epi32(
+                        a[c], wv, _mm512_set1_epi32(iq1m_ld32(cp[c][b].qs + 16 * j + 4 * t)));
+            }
+            for (int c = 0; c < NC; ++c)
+                S[c] = _mm512_dpwssd_epi32(S[c], a[c], m);
+        }
+        const __m512 d = _mm512_loadu_ps(pb->d);
+        for (int c = 0; c < NC; ++c) {
+            const __m512 p = _mm512_mul_ps(d, _mm512_set1_ps(cp[c][b].d));
+            acc[c] = _mm512_add_ps(acc[c], _mm512_mul_ps(p, _mm512_cvtepi32_ps(S[c])));
+        }
+    }
+    for (int c = 0; c < NC; ++c)
+        _mm512_storeu_ps(out + c * out_stride, _mm512_mul_ps(_mm512_set1_ps(0.125f), acc[c]));
+}
+
+#define IQ1M_DEF(NC)                                                                       \
+    void iq1m_packed_16x##NC##_avx512vnni(int64_t nb, const iq1m_packed_block *panel,           \
+                                     const iq1m_block_q8K *const *cols, float *out,        \
+                                     int64_t out_stride) {                                 \
+        iq1m_packed512(nb, panel, cols, out, out_stride, NC);                              \
+    }
+IQ1M_DEF(1)
+IQ1M_DEF(2)
+IQ1M_DEF(3)
+IQ1M_DEF(4)
+IQ1M_DEF(5)
+IQ1M_DEF(6)
+IQ1M_DEF(7)
+IQ1M_DEF(8)
