@@ -14,3 +14,5 @@ settings.register_profile("ci", derandomize=True, max_examples=60, print_blob=Tr
 settings.register_profile("dev", max_examples=60, **_common)
 settings.register_profile("fuzz", max_examples=5000, **_common)
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci" if os.environ.get("CI") else "dev"))
+
+pytest_plugins = ["harness.pytest_plugin"]

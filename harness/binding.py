@@ -1,0 +1,159 @@
+"""numpy-in, numpy-out calls into a built libiq1m.so (the ABI of kernels/include/iq1m.h).
+
+Used inside the isolated worker process; nothing here protects the caller from a crash.
+"""
+from __future__ import annotations
+
+import ctypes
+from dataclasses import asdict, dataclass
+
+import numpy as np
+
+ISA_NAMES = {"auto": 0, "scalar": 1, "avx2": 2, "avx512vnni": 3}
+ISA_BY_VALUE = {v: k for k, v in ISA_NAMES.items()}
+ACT_NAMES = {"silu": 0, "gelu": 1}
+REPACK_NEVER = 2**31 - 1
+BLOCK_BYTES = 56
+QK_K = 256
+
+
+class LibraryError(Exception):
+    """A non-zero status returned by the library; `code` is the iq1m_status value."""
+
+    def __init__(self, code: int, message: str):
+        self.code = code
+        self.message = message
+        super().__init__(f"iq1m status {code}: {message}")
+
+
+@dataclass(frozen=True)
+class KernelOptions:
+    n_threads: int = 1
+    isa: str = "auto"
+    repack_threshold: int = 32
+    fused: bool = True
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "KernelOptions":
+        return cls(**d)
+
+    def label(self) -> str:
+        thr = "never" if self.repack_threshold >= REPACK_NEVER else str(self.repack_threshold)
+        fused = "" if self.fused else " unfused"
+        return f"threads={self.n_threads} isa={self.isa} threshold={thr}{fused}"
+
+
+class _COptions(ctypes.Structure):
+    _fields_ = [("n_threads", ctypes.c_int32), ("isa", ctypes.c_int32),
+                ("repack_threshold", ctypes.c_int32), ("fused", ctypes.c_int32)]
+
+
+_p = ctypes.c_void_p
+_i64 = ctypes.c_int64
+_i32 = ctypes.c_int32
+
+
+def _ptr(a: np.ndarray | None):
+    return None if a is None or a.size == 0 else a.ctypes.data_as(ctypes.c_void_p)
+
+
+class Library:
+    def __init__(self, path: str):
+        self.path = str(path)
+        self.lib = lib = ctypes.CDLL(self.path)
+        sig = {
+            "iq1m_version": (ctypes.c_char_p, []),
+            "iq1m_build_info": (ctypes.c_char_p, []),
+            "iq1m_last_error": (ctypes.c_char_p, []),
+            "iq1m_available_isas": (ctypes.c_uint32, []),
+            "iq1m_best_isa": (_i32, []),
+            "iq1m_quantize_q8_K": (ctypes.c_int, [_p, _p, _i64]),
+            "iq1m_dequantize_iq1_m": (ctypes.c_int, [_p, _p, _i64]),
+            "iq1m_activation": (ctypes.c_int, [_i32, _p, _p, _i64]),
+            "iq1m_mul_mat": (ctypes.c_int, [_p, _i64, _i64, _p, _i64, _p, ctypes.POINTER(_COptions)]),
+            "iq1m_mul_mat_id": (ctypes.c_int, [_p, _i64, _i64, _i64, _p, _i64, _p, _i64, _p,
+                                               ctypes.POINTER(_COptions)]),
+            "iq1m_moe_up_gate": (ctypes.c_int, [_p, _p, _i64, _i64, _i64, _p, _i64, _p, _i64, _i32, _p,
+                                                ctypes.POINTER(_COptions)]),
+        }
+        for name, (restype, argtypes) in sig.items():
+            fn = getattr(lib, name)
+            fn.restype = restype
+            fn.argtypes = argtypes
+
+    # -- queries -------------------------------------------------------------------------
+    def version(self) -> str:
+        return self.lib.iq1m_version().decode()
+
+    def build_info(self) -> str:
+        return self.lib.iq1m_build_info().decode()
+
+    def available_isas(self) -> list[str]:
+        mask = self.lib.iq1m_available_isas()
+        return [name for name, v in ISA_NAMES.items() if v and mask & (1 << v)]
+
+    def best_isa(self) -> str:
+        return ISA_BY_VALUE.get(self.lib.iq1m_best_isa(), "unknown")
+
+    # -- helpers -------------------------------------------------------------------------
+    def _check(self, status: int) -> None:
+        if status != 0:
+            raise LibraryError(status, self.lib.iq1m_last_error().decode(errors="replace"))
+
+    @staticmethod
+    def _options(opt: KernelOptions) -> _COptions:
+        if opt.isa not in ISA_NAMES:
+            raise ValueError(f"unknown isa {opt.isa!r}")
+        return _COptions(opt.n_threads, ISA_NAMES[opt.isa], opt.repack_threshold, int(opt.fused))
+
+    # -- operations ----------------------------------------------------------------------
+    def quantize_q8k(self, x: np.ndarray) -> np.ndarray:
+        """x float32 [..., K] -> uint8 [..., K/256, 292] (the C struct's bytes)."""
+        x = np.ascontiguousarray(x, dtype=np.float32)
+        nb = x.shape[-1] // QK_K if x.ndim else 0
+        out = np.zeros(x.shape[:-1] + (nb, 292), dtype=np.uint8)
+        self._check(self.lib.iq1m_quantize_q8_K(_ptr(x), _ptr(out), x.size))
+        return out
+
+    def dequantize(self, blocks: np.ndarray) -> np.ndarray:
+        blocks = np.ascontiguousarray(blocks, dtype=np.uint8)
+        n = blocks.size // BLOCK_BYTES
+        out = np.zeros(n * QK_K, dtype=np.float32)
+        self._check(self.lib.iq1m_dequantize_iq1_m(_ptr(blocks), _ptr(out), n * QK_K))
+        return out.reshape(n, QK_K)
+
+    def activation(self, act: str, x: np.ndarray) -> np.ndarray:
+        x = np.ascontiguousarray(x, dtype=np.float32)
+        out = np.empty_like(x)
+        self._check(self.lib.iq1m_activation(ACT_NAMES[act], _ptr(x), _ptr(out), x.size))
+        return out
+
+    def mul_mat(self, w: np.ndarray, x: np.ndarray, opt: KernelOptions) -> np.ndarray:
+        rows, k = w.shape[0], x.shape[1]
+        out = np.zeros((x.shape[0], rows), dtype=np.float32)
+        copt = self._options(opt)
+        self._check(self.lib.iq1m_mul_mat(_ptr(w), rows, k, _ptr(x), x.shape[0], _ptr(out), ctypes.byref(copt)))
+        return out
+
+    def mul_mat_id(self, w: np.ndarray, x: np.ndarray, ids: np.ndarray, opt: KernelOptions) -> np.ndarray:
+        n_experts, rows = w.shape[0], w.shape[1]
+        n_tokens, top_k = ids.shape
+        out = np.zeros((n_tokens, top_k, rows), dtype=np.float32)
+        copt = self._options(opt)
+        self._check(self.lib.iq1m_mul_mat_id(_ptr(w), n_experts, rows, x.shape[1], _ptr(x), n_tokens, _ptr(ids),
+                                             top_k, _ptr(out), ctypes.byref(copt)))
+        return out
+
+    def moe_up_gate(self, w_up: np.ndarray, w_gate: np.ndarray, x: np.ndarray, ids: np.ndarray, act: str,
+                    opt: KernelOptions) -> np.ndarray:
+        n_experts, rows = w_up.shape[0], w_up.shape[1]
+        n_tokens, top_k = ids.shape
+        out = np.zeros((n_tokens, top_k, rows), dtype=np.float32)
+        copt = self._options(opt)
+        self._check(self.lib.iq1m_moe_up_gate(_ptr(w_up), _ptr(w_gate), n_experts, rows, x.shape[1], _ptr(x),
+                                              n_tokens, _ptr(ids), top_k, ACT_NAMES[act], _ptr(out),
+                                              ctypes.byref(copt)))
+        return out

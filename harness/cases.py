@@ -1,0 +1,190 @@
+"""Self-describing case files: the exact input bytes of one kernel call and how to run it.
+
+A case is a `.npz` archive holding the input arrays and a JSON header (`__meta__`) with
+the operation, parameters, the option sets to run, the build variant, versions, a SHA-256
+of every array (so a truncated or tampered file is detected), and, for a failure, what was
+expected and observed. Files are written atomically (temporary file + rename), so a case
+on disk is always complete, even if the writer is killed mid-way.
+"""
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+import tempfile
+import time
+import zipfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from .binding import KernelOptions
+from .errors import CaseFormatError
+
+FORMAT_VERSION = 1
+OPERATIONS = {
+    "mul_mat": ("w", "x"),
+    "mul_mat_id": ("w", "x", "ids"),
+    "moe_up_gate": ("w_up", "w_gate", "x", "ids"),
+}
+_DTYPES = {"w": np.uint8, "w_up": np.uint8, "w_gate": np.uint8, "x": np.float32, "ids": np.int32}
+
+
+@dataclass
+class Case:
+    op: str
+    arrays: dict[str, np.ndarray]
+    runs: list[KernelOptions]
+    act: str = "silu"
+    variant: str = "release"
+    info: dict = field(default_factory=dict)  # origin, failure details, digests, versions
+
+    def __post_init__(self):
+        if self.op not in OPERATIONS:
+            raise ValueError(f"unknown operation {self.op!r}; expected one of {sorted(OPERATIONS)}")
+        missing = [n for n in OPERATIONS[self.op] if n not in self.arrays]
+        if missing:
+            raise ValueError(f"{self.op} case lacks arrays {missing}")
+        self.arrays = {n: np.ascontiguousarray(self.arrays[n], dtype=_DTYPES[n]) for n in OPERATIONS[self.op]}
+        if not self.runs:
+            raise ValueError("a case needs at least one option set to run")
+
+    # -- shape facts used by reports and timeouts ----------------------------------------
+    @property
+    def k(self) -> int:
+        return int(self.arrays["x"].shape[1])
+
+    @property
+    def n_tokens(self) -> int:
+        return int(self.arrays["x"].shape[0])
+
+    @property
+    def rows(self) -> int:
+        w = self.arrays.get("w", self.arrays.get("w_up"))
+        return int(w.shape[-2] if self.op != "mul_mat" else w.shape[0])
+
+    @property
+    def slots(self) -> int:
+        """Number of (token, expert) products computed per weight matrix."""
+        if self.op == "mul_mat":
+            return self.n_tokens
+        return int((self.arrays["ids"] >= 0).sum())
+
+    def work(self) -> float:
+        """Multiply-adds x2 over all runs: what a timeout should scale with."""
+        mats = 2 if self.op == "moe_up_gate" else 1
+        return 2.0 * self.rows * self.k * max(self.slots, 1) * mats * len(self.runs)
+
+    def expert_token_counts(self) -> np.ndarray:
+        """Tokens routed to each expert (mul_mat: one 'expert' with every token)."""
+        if self.op == "mul_mat":
+            return np.array([self.n_tokens])
+        ids = self.arrays["ids"]
+        n_experts = self.arrays.get("w", self.arrays.get("w_up")).shape[0]
+        return np.bincount(ids[ids >= 0].ravel(), minlength=n_experts)
+
+    def describe(self) -> str:
+        shape = f"rows={self.rows} K={self.k} tokens={self.n_tokens}"
+        if self.op != "mul_mat":
+            counts = self.expert_token_counts()
+            shape += f" experts={counts.size} top_k={self.arrays['ids'].shape[1]} per-expert tokens={counts.tolist()}"
+        act = f" act={self.act}" if self.op == "moe_up_gate" else ""
+        return f"{self.op} {shape}{act} variant={self.variant}"
+
+    def digest(self) -> str:
+        h = hashlib.sha256(self.op.encode() + self.act.encode())
+        for name in sorted(self.arrays):
+            h.update(name.encode())
+            h.update(_array_digest(self.arrays[name]).encode())
+        h.update(json.dumps([r.to_dict() for r in self.runs], sort_keys=True).encode())
+        return h.hexdigest()
+
+
+def _array_digest(a: np.ndarray) -> str:
+    h = hashlib.sha256(str(a.dtype).encode() + str(a.shape).encode())
+    h.update(np.ascontiguousarray(a).tobytes())
+    return h.hexdigest()
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix="." + path.name, suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def save_arrays(path: Path, arrays: dict[str, np.ndarray], meta: dict) -> None:
+    buf = io.BytesIO()
+    meta = dict(meta, array_sha256={n: _array_digest(a) for n, a in arrays.items()})
+    np.savez(buf, __meta__=np.frombuffer(json.dumps(meta, sort_keys=True).encode(), dtype=np.uint8), **arrays)
+    atomic_write_bytes(path, buf.getvalue())
+
+
+def load_arrays(path: Path) -> tuple[dict[str, np.ndarray], dict]:
+    path = Path(path)
+    try:
+        with np.load(path, allow_pickle=False) as npz:
+            arrays = {n: npz[n] for n in npz.files}
+    except FileNotFoundError:
+        raise CaseFormatError(f"{path}: no such file")
+    except (zipfile.BadZipFile, ValueError, OSError, EOFError) as exc:
+        raise CaseFormatError(f"{path}: not a readable case file (truncated or corrupt: {exc})")
+    if "__meta__" not in arrays:
+        raise CaseFormatError(f"{path}: no __meta__ header; not a case file")
+    try:
+        meta = json.loads(arrays.pop("__meta__").tobytes().decode())
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise CaseFormatError(f"{path}: corrupt header ({exc})")
+    for name, digest in meta.get("array_sha256", {}).items():
+        if name not in arrays:
+            raise CaseFormatError(f"{path}: array {name!r} is missing")
+        if _array_digest(arrays[name]) != digest:
+            raise CaseFormatError(f"{path}: array {name!r} does not match its checksum (file was modified)")
+    return arrays, meta
+
+
+def versions() -> dict:
+    from . import __version__
+
+    return {"harness": __version__, "numpy": np.__version__, "format": FORMAT_VERSION}
+
+
+def save_case(case: Case, path: Path) -> Path:
+    meta = {
+        "format_version": FORMAT_VERSION,
+        "op": case.op,
+        "act": case.act,
+        "variant": case.variant,
+        "runs": [r.to_dict() for r in case.runs],
+        "info": case.info,
+        "versions": versions(),
+        "saved_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    }
+    save_arrays(Path(path), case.arrays, meta)
+    return Path(path)
+
+
+def load_case(path: Path) -> Case:
+    arrays, meta = load_arrays(path)
+    version = meta.get("format_version")
+    if not isinstance(version, int):
+        raise CaseFormatError(f"{path}: header has no format_version")
+    if version > FORMAT_VERSION:
+        raise CaseFormatError(f"{path}: case format version {version} is newer than this harness "
+                              f"understands ({FORMAT_VERSION}); upgrade iq1m-harness")
+    try:
+        runs = [KernelOptions.from_dict(r) for r in meta["runs"]]
+        return Case(op=meta["op"], arrays=arrays, runs=runs, act=meta.get("act", "silu"),
+                    variant=meta.get("variant", "release"), info=meta.get("info", {}))
+    except (KeyError, TypeError, ValueError) as exc:
+        raise CaseFormatError(f"{path}: invalid case header ({exc})")

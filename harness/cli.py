@@ -1,0 +1,140 @@
+"""The `iq1m-harness` command line.
+
+    iq1m-harness build [--variant V]       build (or reuse) a kernel variant, print its path
+    iq1m-harness info                      library version, build info, usable SIMD levels
+    iq1m-harness fuzz --minutes N          time-boxed fuzz campaign with a report
+    iq1m-harness repro CASE                replay a saved case (exit 1 while it fails)
+    iq1m-harness promote CASE              copy a case into tests/regressions/
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from pathlib import Path
+
+from .errors import UsageError
+
+VARIANT_HELP = "kernel build: release (default), asan, tsan, no-direct or fault:NAME (see kernels/FAULTS.md)"
+
+
+def _csv(kind):
+    def parse(text: str):
+        try:
+            return [kind(v) for v in text.split(",") if v]
+        except ValueError as exc:
+            raise argparse.ArgumentTypeError(f"expected a comma-separated list: {exc}")
+    return parse
+
+
+def cmd_build(args) -> int:
+    from .build import build
+
+    print(build(args.variant, echo=not args.quiet, rebuild=args.rebuild))
+    return 0
+
+
+def cmd_info(args) -> int:
+    from .runner import Runner
+
+    with Runner(args.variant) as runner:
+        h = runner.hello
+        print(f"library:   {runner.library}\nversion:   {h['version']}\nbuild:     {h['build_info']}\n"
+              f"SIMD:      {', '.join(h['isas'])} (auto picks {h['best_isa']})")
+    return 0
+
+
+def cmd_fuzz(args) -> int:
+    from .campaign import OPS, run_campaign
+
+    bad = [op for op in args.ops if op not in OPS]
+    if bad:
+        raise UsageError(f"unknown operation(s) {bad}; choose from {', '.join(OPS)}")
+    if args.minutes <= 0 or args.jobs < 1:
+        raise UsageError("--minutes must be > 0 and --jobs >= 1")
+    if any(t < 1 for t in args.threads):
+        raise UsageError("--threads values must be >= 1")
+    out = args.out or Path("iq1m-campaigns") / time.strftime("%Y%m%d-%H%M%S")
+    print(f"campaign: {args.minutes:g} min, {args.jobs} job(s), variant {args.variant}, output {out}",
+          file=sys.stderr, flush=True)
+    return run_campaign(out, args.minutes, args.jobs, args.variant, args.ops, args.threads, args.isas,
+                        args.seed, args.db)
+
+
+def cmd_repro(args) -> int:
+    from .repro import main
+
+    argv = [str(args.case)] + (["--variant", args.variant] if args.variant else [])
+    argv += ["--timeout", str(args.timeout)] if args.timeout else []
+    return main(argv)
+
+
+def cmd_promote(args) -> int:
+    from .repro import promote
+
+    print(promote(args.case))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="iq1m-harness",
+        description="Differential testing of IQ1_M GEMM and fused MoE kernels: builds the kernel library, "
+                    "runs random cases in an isolated worker, and compares every output with a numpy reference "
+                    "bit for bit across thread counts, SIMD levels and per-expert token counts.")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("build", help="build (or reuse from cache) a kernel variant and print the library path")
+    p.add_argument("--variant", default="release", help=VARIANT_HELP)
+    p.add_argument("--rebuild", action="store_true", help="ignore the cache")
+    p.add_argument("--quiet", action="store_true", help="keep the compiler output in the log only")
+    p.set_defaults(func=cmd_build)
+
+    p = sub.add_parser("info", help="show the library version, build options and usable SIMD levels")
+    p.add_argument("--variant", default="release", help=VARIANT_HELP)
+    p.set_defaults(func=cmd_info)
+
+    p = sub.add_parser("fuzz", help="run a time-boxed fuzz campaign and write a report",
+                       description="Generate random cases on N processes until the time budget is spent. "
+                                   "Every distinct failure is saved, minimised, with a repro script; the report "
+                                   "(JSON, Markdown, PNG) lands in the output directory. Exit 1 if anything failed.")
+    p.add_argument("--minutes", type=float, default=1.0, help="time budget (default 1)")
+    p.add_argument("--jobs", type=int, default=os.cpu_count() or 1, help="parallel processes (default: cores)")
+    p.add_argument("--variant", default="release", help=VARIANT_HELP)
+    p.add_argument("--threads", type=_csv(int), default=[1, 2, 3, 4, 7, 16],
+                   help="thread counts to cover, comma-separated (default 1,2,3,4,7,16)")
+    p.add_argument("--isas", type=_csv(str), default=[], help="SIMD levels to cover (default: all usable)")
+    p.add_argument("--ops", type=_csv(str), default=["mul_mat", "mul_mat_id", "moe_up_gate"],
+                   help="operations to cover (default: mul_mat,mul_mat_id,moe_up_gate)")
+    p.add_argument("--seed", type=int, help="seed for a reproducible campaign")
+    p.add_argument("--out", type=Path, help="output directory (default iq1m-campaigns/<timestamp>)")
+    p.add_argument("--db", default="", help="example database: a directory (default OUT/examples) or redis://HOST:PORT")
+    p.set_defaults(func=cmd_fuzz)
+
+    p = sub.add_parser("repro", help="replay a saved case file; exit 0 if it passes, 1 if it still fails")
+    p.add_argument("case", type=Path)
+    p.add_argument("--variant", help="build to replay on (default: the case's own)")
+    p.add_argument("--timeout", type=float, help="seconds before the kernel counts as hung")
+    p.set_defaults(func=cmd_repro)
+
+    p = sub.add_parser("promote", help="copy a case into tests/regressions/ so pytest replays it on every run")
+    p.add_argument("case", type=Path)
+    p.set_defaults(func=cmd_promote)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except UsageError as exc:
+        print(f"iq1m-harness: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("iq1m-harness: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

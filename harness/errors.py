@@ -1,0 +1,109 @@
+"""Every way a case can fail, one exception class per kind.
+
+Each carries the saved case path and the worker's stderr tail so that a report (or a
+Hypothesis failure) is enough to reproduce it. `UsageError` is different: it means the
+harness cannot run at all (no compiler, a corrupt cache, ...) and the CLI prints it as one
+line instead of a traceback.
+"""
+from __future__ import annotations
+
+
+class UsageError(Exception):
+    """The harness cannot proceed; the message says what to do. Printed without traceback."""
+
+
+class BuildError(UsageError):
+    def __init__(self, message: str, log_path=None, tail: str = ""):
+        self.log_path = log_path
+        self.tail = tail
+        super().__init__(message)
+
+
+class WorkerStartError(UsageError):
+    pass
+
+
+class CaseFormatError(UsageError):
+    """A case file is truncated, tampered with, or from a newer format version."""
+
+
+class HarnessFailure(AssertionError):
+    """A kernel misbehaved on a case. Subclasses say how."""
+
+    kind = "failure"
+
+    def __init__(self, message: str, case_path=None, stderr_tail: str = "", detail: str = ""):
+        self.message = message
+        self.case_path = case_path
+        self.stderr_tail = stderr_tail
+        self.detail = detail
+        super().__init__(self._render())
+
+    def _render(self) -> str:
+        parts = [f"[{self.kind}] {self.message}"]
+        if self.detail:
+            parts.append(self.detail)
+        if self.case_path:
+            parts.append(f"case saved at: {self.case_path}")
+        if self.stderr_tail:
+            parts.append("worker stderr (tail):\n" + self.stderr_tail)
+        return "\n".join(parts)
+
+
+class KernelCrash(HarnessFailure):
+    """The worker died by a signal (SIGSEGV, SIGABRT, a sanitizer abort, ...)."""
+
+    kind = "crash"
+
+    def __init__(self, signal_name: str, **kw):
+        self.signal_name = signal_name
+        super().__init__(f"kernel process killed by {signal_name}", **kw)
+
+
+class KernelExit(HarnessFailure):
+    """The worker exited on its own with a non-zero status in the middle of a case."""
+
+    kind = "exit"
+
+    def __init__(self, returncode: int, **kw):
+        self.returncode = returncode
+        super().__init__(f"kernel process exited with status {returncode}", **kw)
+
+
+class KernelHang(HarnessFailure):
+    kind = "hang"
+
+    def __init__(self, timeout: float, **kw):
+        self.timeout = timeout
+        super().__init__(f"no answer within {timeout:.1f} s; worker killed", **kw)
+
+
+class KernelError(HarnessFailure):
+    """The library returned an error code for input the contract says is valid
+    (or accepted input it should have rejected)."""
+
+    kind = "error"
+
+
+class Mismatch(HarnessFailure):
+    """Output differs from the reference (bit-exact) or lies outside the error bound."""
+
+    kind = "mismatch"
+
+
+class ThreadDivergence(HarnessFailure):
+    kind = "thread-divergence"
+
+
+class IsaDivergence(HarnessFailure):
+    kind = "isa-divergence"
+
+
+class PathDivergence(HarnessFailure):
+    """Direct (< threshold tokens) and repacked (>= threshold) paths disagree."""
+
+    kind = "path-divergence"
+
+
+FAILURE_KINDS = {cls.kind: cls for cls in (KernelCrash, KernelExit, KernelHang, KernelError,
+                                           Mismatch, ThreadDivergence, IsaDivergence, PathDivergence)}

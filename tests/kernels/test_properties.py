@@ -1,0 +1,45 @@
+"""Property tests of the kernel library against the reference, in the isolated worker.
+
+Each case runs a star of option sets (threads, SIMD levels, repack thresholds 0 / 32 /
+never, fused vs unfused); every run must equal the reference's canonical emulation bit
+for bit, so a disagreement is reported as the most specific failure kind.
+"""
+import pytest
+from hypothesis import example, given, settings
+from hypothesis import strategies as st
+
+from harness import strategies as hs
+
+
+@given(data=st.data())
+def test_mul_mat_matches_reference(iq1m_runner, data):
+    iq1m_runner.check(data.draw(hs.mul_mat_cases(iq1m_runner.isas), label="case"))
+
+
+@given(data=st.data())
+def test_mul_mat_id_matches_reference(iq1m_runner, data):
+    iq1m_runner.check(data.draw(hs.moe_cases(iq1m_runner.isas, "mul_mat_id"), label="case"))
+
+
+@given(data=st.data())
+def test_moe_up_gate_matches_reference(iq1m_runner, data):
+    iq1m_runner.check(data.draw(hs.moe_cases(iq1m_runner.isas, "moe_up_gate"), label="case"))
+
+
+# Both sides of the threshold in every run, whatever Hypothesis draws.
+PINNED_COUNTS = [[0], [1], [31], [32], [33], [1, 31, 32, 33], [0, 33, 1], [100, 2]]
+
+
+@pytest.mark.parametrize("op", ["mul_mat_id", "moe_up_gate"])
+@pytest.mark.parametrize("counts", PINNED_COUNTS, ids=lambda c: "counts=" + "-".join(map(str, c)))
+def test_pinned_expert_token_counts(iq1m_runner, op, counts):
+    for act in (["silu", "gelu"] if op == "moe_up_gate" else ["silu"]):
+        iq1m_runner.check(hs.pinned_moe_case(op, counts, iq1m_runner.isas, act=act))
+
+
+@pytest.mark.parametrize("n_tokens", [0, 1, 31, 32, 33, 100])
+@pytest.mark.parametrize("rows,k", [(1, 256), (17, 512), (40, 7168)])
+def test_pinned_mul_mat_shapes(iq1m_runner, n_tokens, rows, k):
+    case = hs.pinned_moe_case("mul_mat_id", [n_tokens], iq1m_runner.isas, rows=rows, k=k, top_k=1)
+    mm = hs.Case("mul_mat", {"w": case.arrays["w"][0], "x": case.arrays["x"]}, case.runs)
+    iq1m_runner.check(mm)
