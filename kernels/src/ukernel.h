@@ -10,6 +10,7 @@
 #include <stdint.h>
 
 #include "iq1m.h"
+#include "fault.h" /* IQ1M_FAULT_IS(name): fault-injection switches, see kernels/FAULTS.md */
 
 #define IQ1M_MAX_NC 8
 #define IQ1M_PACK_ROWS 16

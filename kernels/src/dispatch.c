@@ -1,0 +1,92 @@
+/* dispatch.c: which ISAs can run here (CPUID feature bits plus OS XSAVE state, so AVX /
+ * AVX-512 registers are really enabled), and per-ISA kernel sets where a NULL entry for a
+ * column count falls back to the largest smaller count of the same ISA, then to the scalar
+ * table. Never aborts. */
+#include "dispatch.h"
+
+#include <cpuid.h>
+#include <pthread.h>
+
+static uint64_t xgetbv0(void) {
+    uint32_t eax, edx;
+    __asm__ volatile("xgetbv" : "=a"(eax), "=d"(edx) : "c"(0));
+    return ((uint64_t)edx << 32) | eax;
+}
+
+static uint32_t detect(void) {
+    uint32_t mask = 1u << IQ1M_ISA_SCALAR;
+    unsigned a, b, c, d;
+    if (!__get_cpuid(1, &a, &b, &c, &d)) return mask;
+    const int osxsave = (c >> 27) & 1;
+    if (!osxsave) return mask;
+    const uint64_t xcr0 = xgetbv0();
+    const int os_avx = (xcr0 & 0x6) == 0x6;
+    const int os_avx512 = (xcr0 & 0xe6) == 0xe6;
+    __builtin_cpu_init();
+    const int avx2 = os_avx && __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") &&
+                     ((c >> 29) & 1) /* F16C */;
+    if (avx2) mask |= 1u << IQ1M_ISA_AVX2;
+    if (avx2 && os_avx512 && __builtin_cpu_supports("avx512f") &&
+        __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512vl") &&
+        __builtin_cpu_supports("avx512dq") && __builtin_cpu_supports("avx512vnni"))
+        mask |= 1u << IQ1M_ISA_AVX512VNNI;
+    return mask;
+}
+
+static uint32_t g_mask;
+static iq1m_kernels g_kernels[4];
+static pthread_once_t g_once = PTHREAD_ONCE_INIT;
+
+static void resolve(iq1m_kernels *k, int32_t isa, const iq1m_ukernel_table *t) {
+    const iq1m_ukernel_table *s = &iq1m_ukernels_scalar;
+    k->isa = isa;
+    k->name = t->name;
+    for (int nc = 1; nc <= IQ1M_MAX_NC; ++nc) {
+        k->direct[nc] = NULL;
+        k->direct_nc[nc] = nc;
+        k->packed[nc] = NULL;
+        k->packed_nc[nc] = nc;
+#if !(defined(IQ1M_NO_DIRECT_KERNEL) && IQ1M_NO_DIRECT_KERNEL)
+        for (int m = nc; m >= 1 && !k->direct[nc]; --m)
+            if (t->direct[m]) {
+                k->direct[nc] = t->direct[m];
+                k->direct_nc[nc] = m;
+            }
+        if (!k->direct[nc] && s->direct[nc]) k->direct[nc] = s->direct[nc];
+#endif
+        for (int m = nc; m >= 1 && !k->packed[nc]; --m)
+            if (t->packed[m]) {
+                k->packed[nc] = t->packed[m];
+                k->packed_nc[nc] = m;
+            }
+        if (!k->packed[nc]) k->packed[nc] = s->packed[nc];
+    }
+    (void)s;
+}
+
+static void init_once(void) {
+    g_mask = detect();
+    resolve(&g_kernels[IQ1M_ISA_SCALAR], IQ1M_ISA_SCALAR, &iq1m_ukernels_scalar);
+    resolve(&g_kernels[IQ1M_ISA_AVX2], IQ1M_ISA_AVX2, &iq1m_ukernels_avx2);
+    resolve(&g_kernels[IQ1M_ISA_AVX512VNNI], IQ1M_ISA_AVX512VNNI, &iq1m_ukernels_avx512vnni);
+}
+
+uint32_t iq1m_dispatch_available(void) {
+    pthread_once(&g_once, init_once);
+    return g_mask;
+}
+
+int32_t iq1m_dispatch_best(void) {
+    uint32_t m = iq1m_dispatch_available();
+    if (m & (1u << IQ1M_ISA_AVX512VNNI)) return IQ1M_ISA_AVX512VNNI;
+    if (m & (1u << IQ1M_ISA_AVX2)) return IQ1M_ISA_AVX2;
+    return IQ1M_ISA_SCALAR;
+}
+
+const iq1m_kernels *iq1m_dispatch_get(int32_t isa) {
+    uint32_t m = iq1m_dispatch_available();
+    if (isa == IQ1M_ISA_AUTO) isa = iq1m_dispatch_best();
+    if (isa < IQ1M_ISA_SCALAR || isa > IQ1M_ISA_AVX512VNNI) return NULL;
+    if (!(m & (1u << isa))) return NULL;
+    return &g_kernels[isa];
+}

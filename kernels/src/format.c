@@ -1,0 +1,95 @@
+/* format.c: IQ1_M field decoding, exact fp16 -> f32, dequantization and the plain scalar
+ * dot product (docs/numerics.md, "Formats" and "GEMM"). */
+#include "format.h"
+
+#include "fault.h"
+
+float iq1m_fp16_to_f32(uint16_t h) {
+    uint32_t sign = (uint32_t)(h & 0x8000u) << 16;
+    uint32_t exp = (h >> 10) & 0x1fu;
+    uint32_t man = h & 0x3ffu;
+    uint32_t bits;
+    if (exp == 0x1f) {
+        bits = sign | 0x7f800000u | (man << 13);       /* inf / nan (payload kept) */
+    } else if (exp != 0) {
+        bits = sign | ((exp + 112u) << 23) | (man << 13); /* normal: rebias 15 -> 127 */
+    } else if (man == 0) {
+        bits = sign;                                    /* +-0 */
+    } else {
+        /* subnormal: value man * 2^-24; normalise into a float32 normal */
+        int e = -1;
+        do {
+            man <<= 1;
+            ++e;
+        } while (!(man & 0x400u));
+        man &= 0x3ffu;
+        bits = sign | ((uint32_t)(112 - e) << 23) | (man << 13);
+    }
+    float f;
+    memcpy(&f, &bits, sizeof f);
+    return f;
+}
+
+uint16_t iq1m_block_d_bits(const uint8_t *blk) {
+    uint16_t sc[4];
+    iq1m_scale_words(blk, sc);
+#if IQ1M_FAULT_IS(scale_nibble_order)
+    /* FAULT: nibbles of words 1 and 2 assembled in swapped order. */
+    return (uint16_t)((sc[0] >> 12) | ((sc[2] >> 8) & 0x00f0) | ((sc[1] >> 4) & 0x0f00) |
+                      (sc[3] & 0xf000));
+#else
+    return (uint16_t)((sc[0] >> 12) | ((sc[1] >> 8) & 0x00f0) | ((sc[2] >> 4) & 0x0f00) |
+                      (sc[3] & 0xf000));
+#endif
+}
+
+void iq1m_block_weights(const uint8_t *blk, int8_t w[IQ1M_QK_K]) {
+    for (int g = 0; g < 32; ++g) {
+        const int8_t *gv = iq1m_grid_i8[iq1m_block_group_index(blk, g)];
+        int sign = iq1m_block_group_sign(blk, g);
+        for (int i = 0; i < 8; ++i) w[8 * g + i] = (int8_t)(8 * gv[i] + sign);
+    }
+}
+
+void iq1m_block_mults(const uint8_t *blk, uint8_t mult[16]) {
+    for (int j = 0; j < 16; ++j) mult[j] = (uint8_t)iq1m_block_mult(blk, j);
+}
+
+void iq1m_dequantize_blocks(const uint8_t *blocks, int64_t nb, float *y) {
+    int8_t w[IQ1M_QK_K];
+    uint8_t mult[16];
+    for (int64_t b = 0; b < nb; ++b) {
+        const uint8_t *blk = blocks + b * IQ1M_BLOCK_BYTES;
+        float d = iq1m_block_d(blk);
+        iq1m_block_weights(blk, w);
+        iq1m_block_mults(blk, mult);
+        for (int i = 0; i < IQ1M_QK_K; ++i)
+            y[b * IQ1M_QK_K + i] = d * (float)(mult[i / 16] * w[i]) * 0.125f;
+    }
+}
+
+int32_t iq1m_block_dot_int(const uint8_t *blk, const iq1m_block_q8K *y) {
+    int32_t s = 0;
+    for (int j = 0; j < 16; ++j) {
+        int32_t sj = 0;
+        for (int h = 0; h < 2; ++h) {
+            int g = 2 * j + h;
+            const int8_t *gv = iq1m_grid_i8[iq1m_block_group_index(blk, g)];
+            int sign = iq1m_block_group_sign(blk, g);
+            const int8_t *q = y->qs + 8 * g;
+            for (int i = 0; i < 8; ++i) sj += (int32_t)q[i] * (8 * gv[i] + sign);
+        }
+        s += iq1m_block_mult(blk, j) * sj;
+    }
+    return s;
+}
+
+float iq1m_vec_dot_scalar(int64_t nb, const uint8_t *w_row, const iq1m_block_q8K *y) {
+    float acc = 0.0f;
+    for (int64_t b = 0; b < nb; ++b) {
+        const uint8_t *blk = w_row + b * IQ1M_BLOCK_BYTES;
+        float s = (float)iq1m_block_dot_int(blk, y + b);
+        acc = acc + (iq1m_block_d(blk) * y[b].d) * s;
+    }
+    return 0.125f * acc;
+}

@@ -1,0 +1,23 @@
+/* ops.h: mul_mat, mul_mat_id and moe_up_gate on validated arguments. */
+#ifndef IQ1M_OPS_H
+#define IQ1M_OPS_H
+
+#include <stdint.h>
+
+#include "dispatch.h"
+
+typedef struct {
+    const iq1m_kernels *k;
+    int n_threads;
+    int32_t threshold;
+    int32_t fused;
+} iq1m_op_config;
+
+/* ids == NULL: plain mul_mat (n_experts = 1, top_k = 1, out [n_tokens][rows]).
+ * w_gate == NULL: mul_mat_id; else moe_up_gate with act. Arguments already validated.
+ * Returns IQ1M_OK, IQ1M_ERR_NOMEM or IQ1M_ERR_THREADS (message set). */
+int iq1m_op_run(const iq1m_op_config *cfg, const uint8_t *w_up, const uint8_t *w_gate,
+                int64_t n_experts, int64_t rows, int64_t k, const float *x, int64_t n_tokens,
+                const int32_t *ids, int64_t top_k, int32_t act, float *out);
+
+#endif /* IQ1M_OPS_H */

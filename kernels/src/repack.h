@@ -1,0 +1,14 @@
+/* repack.h: IQ1_M rows -> 16-row interleaved panels (iq1m_packed_block, numerics.md). */
+#ifndef IQ1M_REPACK_H
+#define IQ1M_REPACK_H
+
+#include <stdint.h>
+
+#include "ukernel.h"
+
+/* Repack rows [r0, r0 + n_rows) (n_rows in 1..16; missing rows are padding) of a weight
+ * matrix with row stride nb*56 bytes into nb panel blocks at out[0..nb). */
+void iq1m_repack_panel(const uint8_t *w, int64_t nb, int64_t r0, int n_rows,
+                       iq1m_packed_block *out);
+
+#endif /* IQ1M_REPACK_H */

@@ -1,0 +1,155 @@
+/* threadpool.c: a persistent pthread pool, created lazily, grown when more threads are asked
+ * for, reused across calls and joined by a destructor. One job runs at a time (a global
+ * mutex serialises callers); the calling thread is worker 0. Synchronisation is a plain
+ * mutex + condition variables so ThreadSanitizer understands every hand-over. */
+#include "threadpool.h"
+
+#include <pthread.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+typedef struct {
+    void *ptr;
+    size_t size;
+} scratch_buf;
+
+static pthread_mutex_t g_call_lock = PTHREAD_MUTEX_INITIALIZER; /* serialises jobs */
+static pthread_mutex_t g_lock = PTHREAD_MUTEX_INITIALIZER;      /* guards the fields below */
+static pthread_cond_t g_wake = PTHREAD_COND_INITIALIZER;
+static pthread_cond_t g_done = PTHREAD_COND_INITIALIZER;
+static pthread_t g_threads[IQ1M_MAX_THREADS];
+static int g_n_workers; /* started workers: ids 1..g_n_workers */
+static unsigned long g_generation;
+static int g_job_nth;
+static iq1m_task_fn g_job_fn;
+static void *g_job_arg;
+static int g_pending;
+static int g_shutdown;
+static unsigned long g_start_gen[IQ1M_MAX_THREADS];
+static scratch_buf g_scratch[IQ1M_MAX_THREADS][IQ1M_SCRATCH_SLOTS];
+
+static void *worker_main(void *p) {
+    const int id = (int)(intptr_t)p;
+    pthread_mutex_lock(&g_lock);
+    unsigned long seen = g_start_gen[id]; /* jobs after creation are ours to see */
+    for (;;) {
+        while (!g_shutdown && g_generation == seen) pthread_cond_wait(&g_wake, &g_lock);
+        if (g_shutdown) break;
+        seen = g_generation;
+        if (id >= g_job_nth) continue;
+        iq1m_task_fn fn = g_job_fn;
+        void *arg = g_job_arg;
+        int nth = g_job_nth;
+        pthread_mutex_unlock(&g_lock);
+        fn(arg, id, nth);
+        pthread_mutex_lock(&g_lock);
+        if (--g_pending == 0) pthread_cond_signal(&g_done);
+    }
+    pthread_mutex_unlock(&g_lock);
+    return NULL;
+}
+
+static int grow(int n_workers) {
+    pthread_attr_t attr;
+    if (pthread_attr_init(&attr) != 0) return -1;
+    pthread_attr_setstacksize(&attr, (size_t)1 << 20);
+    int rc = 0;
+    while (g_n_workers < n_workers) {
+        int id = g_n_workers + 1;
+        g_start_gen[id] = g_generation; /* published to the thread by pthread_create */
+        if (pthread_create(&g_threads[id], &attr, worker_main, (void *)(intptr_t)id) != 0) {
+            rc = -1;
+            break;
+        }
+        pthread_mutex_lock(&g_lock);
+        g_n_workers = id;
+        pthread_mutex_unlock(&g_lock);
+    }
+    pthread_attr_destroy(&attr);
+    return rc;
+}
+
+int iq1m_pool_run(int nth, iq1m_task_fn fn, void *arg) {
+    if (nth < 1) nth = 1;
+    if (nth > IQ1M_MAX_THREADS) return -1;
+    pthread_mutex_lock(&g_call_lock);
+    if (nth == 1) {
+        fn(arg, 0, 1);
+        pthread_mutex_unlock(&g_call_lock);
+        return 0;
+    }
+    if (g_n_workers < nth - 1 && grow(nth - 1) != 0) {
+        pthread_mutex_unlock(&g_call_lock);
+        return -1;
+    }
+    pthread_mutex_lock(&g_lock);
+    g_job_fn = fn;
+    g_job_arg = arg;
+    g_job_nth = nth;
+    g_pending = nth - 1;
+    ++g_generation;
+    pthread_cond_broadcast(&g_wake);
+    pthread_mutex_unlock(&g_lock);
+
+    fn(arg, 0, nth);
+
+    pthread_mutex_lock(&g_lock);
+    while (g_pending > 0) pthread_cond_wait(&g_done, &g_lock);
+    g_job_fn = NULL;
+    g_job_arg = NULL;
+    pthread_mutex_unlock(&g_lock);
+    pthread_mutex_unlock(&g_call_lock);
+    return 0;
+}
+
+void *iq1m_pool_scratch(int tid, int slot, size_t bytes) {
+    if (tid < 0 || tid >= IQ1M_MAX_THREADS || slot < 0 || slot >= IQ1M_SCRATCH_SLOTS)
+        return NULL;
+    scratch_buf *s = &g_scratch[tid][slot];
+    if (s->size >= bytes && s->ptr) return s->ptr;
+    size_t sz = (bytes + 63) & ~(size_t)63;
+    if (sz < 4096) sz = 4096;
+    void *p = NULL;
+    if (posix_memalign(&p, 64, sz) != 0) return NULL;
+    free(s->ptr);
+    s->ptr = p;
+    s->size = sz;
+    return p;
+}
+
+/* A forked child has none of the parent's workers: start from an empty pool. */
+static void pool_atfork_child(void) {
+    pthread_mutex_init(&g_call_lock, NULL);
+    pthread_mutex_init(&g_lock, NULL);
+    pthread_cond_init(&g_wake, NULL);
+    pthread_cond_init(&g_done, NULL);
+    g_n_workers = 0;
+    g_pending = 0;
+    g_shutdown = 0;
+}
+
+__attribute__((constructor)) static void pool_init(void) {
+    pthread_atfork(NULL, NULL, pool_atfork_child);
+}
+
+__attribute__((destructor)) static void pool_shutdown(void) {
+    pthread_mutex_lock(&g_call_lock);
+    pthread_mutex_lock(&g_lock);
+    g_shutdown = 1;
+    pthread_cond_broadcast(&g_wake);
+    int n = g_n_workers;
+    pthread_mutex_unlock(&g_lock);
+    for (int i = 1; i <= n; ++i) pthread_join(g_threads[i], NULL);
+    pthread_mutex_lock(&g_lock);
+    g_n_workers = 0;
+    g_shutdown = 0;
+    pthread_mutex_unlock(&g_lock);
+    for (int t = 0; t < IQ1M_MAX_THREADS; ++t)
+        for (int s = 0; s < IQ1M_SCRATCH_SLOTS; ++s) {
+            free(g_scratch[t][s].ptr);
+            g_scratch[t][s].ptr = NULL;
+            g_scratch[t][s].size = 0;
+        }
+    pthread_mutex_unlock(&g_call_lock);
+}
