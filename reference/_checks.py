@@ -66,6 +66,7 @@ def finite(name, x):
     bad = ~np.isfinite(x)
     if bad.any():
         idx = tuple(int(i) for i in np.argwhere(bad)[0])
+        row = idx[:-1] if len(idx) != 2 else idx[0]
         raise ValueError(
-            f"{name} has a non-finite value {x[idx]!r} at index {idx} (row {idx[:-1]}, element {idx[-1]}); "
+            f"{name} has a non-finite value {float(x[idx])} at index {idx} (row {row}, element {idx[-1]}); "
             "Q8_K quantization needs finite input")
