@@ -67,6 +67,7 @@ def finite(name, x):
     if bad.any():
         idx = tuple(int(i) for i in np.argwhere(bad)[0])
         row = idx[:-1] if len(idx) != 2 else idx[0]
+        where = f" (row {row}, element {idx[-1]})" if len(idx) > 1 else ""
         raise ValueError(
-            f"{name} has a non-finite value {float(x[idx])} at index {idx} (row {row}, element {idx[-1]}); "
+            f"{name} has a non-finite value {float(x[idx])} at index {idx}{where}; "
             "Q8_K quantization needs finite input")

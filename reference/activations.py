@@ -68,7 +68,8 @@ def _f32_in(x):
 def silu(x):
     """float32 -> float32, canonical (bit-exact target)."""
     x = _f32_in(x)
-    X = x.astype(np.float64)
+    with np.errstate(invalid="ignore"):             # signalling NaN payloads
+        X = x.astype(np.float64)
     out = _sigmoid_times(X, X).astype(np.float32)
     return np.where(np.isnan(x), x, out)
 
@@ -76,8 +77,8 @@ def silu(x):
 def gelu(x):
     """float32 -> float32, canonical (bit-exact target)."""
     x = _f32_in(x)
-    X = x.astype(np.float64)
     with np.errstate(invalid="ignore", over="ignore"):
+        X = x.astype(np.float64)
         z = TWO_K0 * (X + GELU_A * ((X * X) * X))
     out = _sigmoid_times(X, z).astype(np.float32)
     return np.where(np.isnan(x), x, out)
@@ -95,14 +96,15 @@ def _sigmoid_times_exact(X, t):
 
 def silu_exact(x):
     """x (any float dtype) -> float64 x*sigmoid(x), binary64 with libm exp."""
-    X = np.asarray(x).astype(np.float64)
+    with np.errstate(invalid="ignore"):
+        X = np.asarray(x).astype(np.float64)
     return _sigmoid_times_exact(X, X)
 
 
 def gelu_exact(x):
     """x (any float dtype) -> float64 0.5*x*(1+tanh(k0*(x+0.044715x^3))) = x*sigmoid(2k0(...))."""
-    X = np.asarray(x).astype(np.float64)
     with np.errstate(invalid="ignore", over="ignore"):
+        X = np.asarray(x).astype(np.float64)
         z = TWO_K0 * (X + GELU_A * ((X * X) * X))
     return _sigmoid_times_exact(X, z)
 
