@@ -66,8 +66,11 @@ relative change of at most |dz| <= 4*2^-53*|z| <= 4e-13 for |z| <= 746; beyond t
 is 0 in binary64 either way).  a = act(g) (float32, canonical).  Then
   |a - A| <= |act(g) - act_true(g)| + |act_true(g) - act_true(G)| + |act_true(G) - A|
           <= ACT_MAX_ULP * ulp(act_true(g)) + ACT_MAX_SLOPE * Bg + eps_A |A|
-  with ulp(v) <= 2^-23 |v| + 2^-149 and |act_true(g)| <= (1+eps_A)|A| + ACT_MAX_SLOPE * Bg:
-  Ea = ACT_MAX_SLOPE*Bg + ACT_MAX_ULP*(2^-23*((1+eps_A)|A| + ACT_MAX_SLOPE*Bg) + 2^-149) + eps_A|A|.
+  with ulp(v) <= 2^-23 |v| + 2^-149 and |act_true(g)| <= (1+eps_A)|A| + ACT_MAX_SLOPE * Bg.
+  (act_true is the libm evaluation; the slope bound holds for the mathematical function,
+  which differs from it by at most eps_A relative at g and at G: one more eps_A term.)
+  Ea = ACT_MAX_SLOPE*Bg + ACT_MAX_ULP*(2^-23*((1+eps_A)|A| + ACT_MAX_SLOPE*Bg) + 2^-149)
+       + 2 eps_A ((1+eps_A)|A| + ACT_MAX_SLOPE*Bg).
 The result is o = fl32(u*a); the reference is fl64(U*A).
   |o - fl64(UA)| <= |fl32(ua) - ua| + |ua - UA| + |UA - fl64(UA)|
                <= 2^-24 |ua| + 2^-150 + Bu |a| + |U| Ea + 2^-53 |U A|
@@ -113,7 +116,7 @@ def moe_bound(U, Bu, A, Bg, u_finite, g_finite):
         aU, aA = np.abs(U), np.abs(A)
         Ea = (ACT_MAX_SLOPE * Bg
               + ACT_MAX_ULP * (2.0 ** -23 * ((1.0 + EPS_A) * aA + ACT_MAX_SLOPE * Bg) + 2.0 ** -149)
-              + EPS_A * aA)
+              + 2.0 * EPS_A * ((1.0 + EPS_A) * aA + ACT_MAX_SLOPE * Bg))
         big = (aU + Bu) * (aA + Ea)
         b = (U32 * big + Bu * (aA + Ea) + aU * Ea + U64 * aU * aA) * INFLATE + TINY
         ok = np.isfinite(b) & u_finite & g_finite & (big * (1.0 + U32) <= FLT_MAX)

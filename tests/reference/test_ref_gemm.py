@@ -181,9 +181,9 @@ def test_bound_is_not_vacuous():
     x = random_x(rng, T, nb * 256)
     c, e, b = R.mul_mat(w, x), R.mul_mat_exact(w, x), R.mul_mat_bound(w, x)
     ratio = b / np.abs(e)
-    # Measured: median ~1.4e-4 (the split-absolute magnitude is ~60x |exact| on random data,
+    # Measured: median 1.9e-4 (the split-absolute magnitude is ~90x |exact| on random data,
     # times gamma_36 ~ 2.1e-6); assert with 2x margin.
-    assert np.median(ratio) < 3e-4
+    assert np.median(ratio) < 4e-4
     # the canonical error itself uses a visible part of the bound somewhere
     assert np.max(np.abs(c - e) / b) > 1e-3
     # and a result off by a relative 1e-3 is caught
