@@ -93,7 +93,8 @@ static void small_expert_faults(const gemm_task *t, int64_t e, int64_t cnt) {
 }
 
 #if IQ1M_FAULT_IS(row_race)
-/* FAULT: a thread with no rows computes row 0 anyway, blocks in reverse order. */
+/* FAULT: a thread with no rows computes row 0 anyway, blocks in reverse order and the
+ * scales multiplied in another order. */
 static void row_race_fault(gemm_task *t) {
     for (int64_t e = 0; e < t->n_experts; ++e)
         for (int64_t i = t->off[e]; i < t->off[e + 1]; ++i) {
@@ -103,8 +104,9 @@ static void row_race_fault(gemm_task *t) {
                 float acc = 0.0f;
                 for (int64_t b = t->nb - 1; b >= 0; --b) {
                     const uint8_t *blk = w + b * IQ1M_BLOCK_BYTES;
-                    acc = acc + (iq1m_block_d(blk) * t->cols[i].q8[b].d) *
-                                    (float)iq1m_block_dot_int(blk, t->cols[i].q8 + b);
+                    acc = acc + iq1m_block_d(blk) *
+                                    ((float)iq1m_block_dot_int(blk, t->cols[i].q8 + b) *
+                                     t->cols[i].q8[b].d);
                 }
                 v[m] = 0.125f * acc;
             }
@@ -357,7 +359,7 @@ int iq1m_op_run(const iq1m_op_config *cfg, const uint8_t *w_up, const uint8_t *w
         rc = run_pool(nth, gemm_thread, &t);
         if (rc == IQ1M_OK && atomic_load(&t.err) == IQ1M_OK) {
             for (int64_t i = 0; i < n_unused; ++i) unused_tmp[i] = tmp + (unused[i] - out);
-            for (int64_t i = 0; i < n_slots; ++i) {
+            for (int64_t i = 0; i < off[n_experts]; ++i) { /* used slots only */
                 cols_tmp[i].q8 = cols[i].q8;
                 cols_tmp[i].out = tmp + (cols[i].out - out);
             }

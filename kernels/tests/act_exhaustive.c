@@ -55,9 +55,9 @@ static void *worker(void *arg) {
         unsigned c = atomic_fetch_add(&g_next, 1);
         if (c >= N_CHUNKS) break;
         uint32_t n = 0;
-        for (uint32_t i = 0; i < CHUNK; ++i) {
-            uint32_t bits = c * CHUNK + i;
-            if (bits % g_stride) continue;
+        for (uint64_t b = ((uint64_t)c * CHUNK + g_stride - 1) / g_stride * g_stride;
+             b < (uint64_t)(c + 1) * CHUNK; b += g_stride) {
+            uint32_t bits = (uint32_t)b;
             memcpy(&x[n++], &bits, 4);
         }
         for (int a = 0; a < 2; ++a) {
