@@ -48,6 +48,7 @@ IQ1M_INLINE void iq1m_decode512(const uint8_t *blk, iq1m_dec512 *D) {
         _mm_setr_epi8(8, 16, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0));
     const __m512i two = _mm512_set1_epi8(2);
 #ifdef IQ1M_AVX512_GATHER
+#pragma GCC unroll 4
     for (int t = 0; t < 4; ++t) {
         const __m512i g = _mm512_i32gather_epi64(_mm256_cvtepu16_epi32(idx[t]),
                                                  (const void *)iq1m_grid_u64, 8);
@@ -56,8 +57,11 @@ IQ1M_INLINE void iq1m_decode512(const uint8_t *blk, iq1m_dec512 *D) {
     }
 #else
     uint16_t ix[32];
-    memcpy(ix, idx, sizeof(ix));
+    for (int t = 0; t < 4; ++t) _mm_storeu_si128((__m128i *)(ix + 8 * t), idx[t]);
+    /* read the indices back with scalar loads (load ports) instead of 32 vpextrw */
+    __asm__ volatile("" : : "r"(ix) : "memory");
     const uint64_t *G = iq1m_grid_u64;
+#pragma GCC unroll 4
     for (int t = 0; t < 4; ++t) {
         const uint16_t *x = ix + 8 * t;
         const __m512i g = _mm512_set_epi64((long long)G[x[7]], (long long)G[x[6]],
@@ -103,65 +107,78 @@ IQ1M_INLINE __m512i iq1m_coldot512(const iq1m_dec512 *D, const iq1m_block_q8K *y
     const __m512i a2 = _mm512_dpbusd_epi32(z, D->w[2], _mm512_loadu_si512(y->qs + 128));
     const __m512i a3 = _mm512_dpbusd_epi32(z, D->w[3], _mm512_loadu_si512(y->qs + 192));
     /* each a lane is a 4-value partial sum, |.| <= 4*18*128: exact as int16 */
-    __m512i s = _mm512_madd_epi16(a0, D->m[0]);
-    s = _mm512_dpwssd_epi32(s, a1, D->m[1]);
-    s = _mm512_dpwssd_epi32(s, a2, D->m[2]);
-    s = _mm512_dpwssd_epi32(s, a3, D->m[3]);
     const __m512i bs = _mm512_zextsi256_si512(_mm256_loadu_si256((const __m256i *)y->bsums));
-    return _mm512_dpwssd_epi32(s, bs, D->mb);
+    const __m512i s0 = _mm512_dpwssd_epi32(_mm512_madd_epi16(a0, D->m[0]), a2, D->m[2]);
+    const __m512i s1 = _mm512_dpwssd_epi32(_mm512_madd_epi16(a1, D->m[1]), a3, D->m[3]);
+    return _mm512_add_epi32(s0, _mm512_dpwssd_epi32(s1, bs, D->mb));
 }
 
 IQ1M_INLINE __m256i iq1m_half512(__m512i v) {
     return _mm256_add_epi32(_mm512_castsi512_si256(v), _mm512_extracti64x4_epi64(v, 1));
 }
 
+/* lane i = sum of the 8 lanes of y[i] */
+IQ1M_INLINE __m256i iq1m_reduce8(const __m256i *y) {
+    const __m256i h0123 = _mm256_hadd_epi32(_mm256_hadd_epi32(y[0], y[1]),
+                                            _mm256_hadd_epi32(y[2], y[3]));
+    const __m256i h4567 = _mm256_hadd_epi32(_mm256_hadd_epi32(y[4], y[5]),
+                                            _mm256_hadd_epi32(y[6], y[7]));
+    return _mm256_add_epi32(_mm256_permute2x128_si256(h0123, h4567, 0x20),
+                            _mm256_permute2x128_si256(h0123, h4567, 0x31));
+}
+
 IQ1M_INLINE void iq1m_direct512(int64_t nb, const uint8_t *w_row,
                                 const iq1m_block_q8K *const *cols, float *out,
                                 int64_t out_stride, const int NC) {
     const iq1m_block_q8K *cp[IQ1M_MAX_NC];
+#pragma GCC unroll 8
     for (int c = 0; c < NC; ++c) cp[c] = cols[c];
-    if (NC == 1) {
-        float acc = 0.0f;
-        for (int64_t b = 0; b < nb; ++b) {
-            iq1m_dec512 D;
-            iq1m_decode512(w_row + b * IQ1M_BLOCK_BYTES, &D);
-            const __m256i h = iq1m_half512(iq1m_coldot512(&D, cp[0] + b));
-            __m128i q = _mm_add_epi32(_mm256_castsi256_si128(h), _mm256_extracti128_si256(h, 1));
-            q = _mm_add_epi32(q, _mm_unpackhi_epi64(q, q));
-            q = _mm_add_epi32(q, _mm_shuffle_epi32(q, 1));
-            const float p = D.d * cp[0][b].d;
-            acc = acc + p * (float)_mm_cvtsi128_si32(q);
-        }
-        out[0] = 0.125f * acc;
-        return;
-    }
     __m256 acc = _mm256_setzero_ps();
-    for (int64_t b = 0; b < nb; ++b) {
+    int64_t b = 0;
+    if (NC <= 4) {
+        /* two blocks per step: two independent decode/dot chains for the out-of-order core,
+           one shared reduction (lanes 0..3 block b, 4..7 block b+1) */
+        for (; b + 2 <= nb; b += 2) {
+            iq1m_dec512 D0, D1;
+            iq1m_decode512(w_row + b * IQ1M_BLOCK_BYTES, &D0);
+            iq1m_decode512(w_row + (b + 1) * IQ1M_BLOCK_BYTES, &D1);
+            __m256i y[8];
+#pragma GCC unroll 4
+            for (int c = 0; c < 4; ++c) {
+                y[c] = c < NC ? iq1m_half512(iq1m_coldot512(&D0, cp[c] + b)) : _mm256_setzero_si256();
+                y[4 + c] = c < NC ? iq1m_half512(iq1m_coldot512(&D1, cp[c] + b + 1))
+                                  : _mm256_setzero_si256();
+            }
+            const __m256 S = _mm256_cvtepi32_ps(iq1m_reduce8(y));
+            float dy[8];
+#pragma GCC unroll 4
+            for (int c = 0; c < 4; ++c) {
+                dy[c] = c < NC ? cp[c][b].d : 0.0f;
+                dy[4 + c] = c < NC ? cp[c][b + 1].d : 0.0f;
+            }
+            const __m256 p = _mm256_mul_ps(
+                _mm256_setr_m128(_mm_set1_ps(D0.d), _mm_set1_ps(D1.d)), _mm256_loadu_ps(dy));
+            const __m256 t = _mm256_mul_ps(p, S);
+            acc = _mm256_add_ps(acc, t);                           /* block b   (lanes 0..3) */
+            acc = _mm256_add_ps(acc, _mm256_castps128_ps256(_mm256_extractf128_ps(t, 1)));
+        }
+    }
+    for (; b < nb; ++b) {
         iq1m_dec512 D;
         iq1m_decode512(w_row + b * IQ1M_BLOCK_BYTES, &D);
-        __m256i h[8];
+        __m256i y[8];
+#pragma GCC unroll 8
         for (int c = 0; c < 8; ++c)
-            h[c] = c < NC ? iq1m_half512(iq1m_coldot512(&D, cp[c] + b)) : _mm256_setzero_si256();
+            y[c] = c < NC ? iq1m_half512(iq1m_coldot512(&D, cp[c] + b)) : _mm256_setzero_si256();
         float dy[8];
+#pragma GCC unroll 8
         for (int c = 0; c < 8; ++c) dy[c] = c < NC ? cp[c][b].d : 0.0f;
-        const __m256i h01 = _mm256_hadd_epi32(h[0], h[1]);
-        const __m256i h23 = _mm256_hadd_epi32(h[2], h[3]);
-        const __m256i h0123 = _mm256_hadd_epi32(h01, h23);
-        __m256i S;
-        if (NC <= 4) {
-            S = _mm256_add_epi32(h0123, _mm256_permute2x128_si256(h0123, h0123, 0x01));
-        } else {
-            const __m256i h45 = _mm256_hadd_epi32(h[4], h[5]);
-            const __m256i h67 = _mm256_hadd_epi32(h[6], h[7]);
-            const __m256i h4567 = _mm256_hadd_epi32(h45, h67);
-            S = _mm256_add_epi32(_mm256_permute2x128_si256(h0123, h4567, 0x20),
-                                 _mm256_permute2x128_si256(h0123, h4567, 0x31));
-        }
         const __m256 p = _mm256_mul_ps(_mm256_set1_ps(D.d), _mm256_loadu_ps(dy));
-        acc = _mm256_add_ps(acc, _mm256_mul_ps(p, _mm256_cvtepi32_ps(S)));
+        acc = _mm256_add_ps(acc, _mm256_mul_ps(p, _mm256_cvtepi32_ps(iq1m_reduce8(y))));
     }
     float r[8];
     _mm256_storeu_ps(r, _mm256_mul_ps(_mm256_set1_ps(0.125f), acc));
+#pragma GCC unroll 8
     for (int c = 0; c < NC; ++c) out[c * out_stride] = r[c];
 }
 

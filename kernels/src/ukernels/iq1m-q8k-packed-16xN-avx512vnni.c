@@ -25,38 +25,48 @@ IQ1M_INLINE void iq1m_packed512(int64_t nb, const iq1m_packed_block *panel,
                                 const iq1m_block_q8K *const *cols, float *out,
                                 int64_t out_stride, const int NC) {
     const iq1m_block_q8K *cp[IQ1M_MAX_NC];
+    #pragma GCC unroll 8
     for (int c = 0; c < NC; ++c) cp[c] = cols[c];
     __m512 acc[IQ1M_MAX_NC];
+    #pragma GCC unroll 8
     for (int c = 0; c < NC; ++c) acc[c] = _mm512_setzero_ps();
     for (int64_t b = 0; b < nb; ++b) {
         const iq1m_packed_block *pb = panel + b;
         int32_t bias[IQ1M_MAX_NC][16];
+        #pragma GCC unroll 8
         for (int c = 0; c < NC; ++c) {
             const __m512i bs = _mm512_cvtepi16_epi32(
                 _mm256_loadu_si256((const __m256i *)cp[c][b].bsums));
             _mm512_storeu_si512(bias[c], _mm512_mullo_epi32(bs, _mm512_set1_epi32(-9)));
         }
         __m512i S[IQ1M_MAX_NC];
+        #pragma GCC unroll 8
         for (int c = 0; c < NC; ++c) S[c] = _mm512_setzero_si512();
         for (int j = 0; j < 16; ++j) {
             const __m512i m = _mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)pb->mult[j]));
             __m512i a[IQ1M_MAX_NC];
+            #pragma GCC unroll 8
             for (int c = 0; c < NC; ++c) a[c] = _mm512_set1_epi32(bias[c][j]);
+            #pragma GCC unroll 8
             for (int t = 0; t < 4; ++t) {
                 const __m512i wv = _mm512_loadu_si512(pb->q[4 * j + t]);
+                #pragma GCC unroll 8
                 for (int c = 0; c < NC; ++c)
                     a[c] = _mm512_dpbusd_epi32(
                         a[c], wv, _mm512_set1_epi32(iq1m_ld32(cp[c][b].qs + 16 * j + 4 * t)));
             }
+            #pragma GCC unroll 8
             for (int c = 0; c < NC; ++c)
                 S[c] = _mm512_dpwssd_epi32(S[c], a[c], m);
         }
         const __m512 d = _mm512_loadu_ps(pb->d);
+        #pragma GCC unroll 8
         for (int c = 0; c < NC; ++c) {
             const __m512 p = _mm512_mul_ps(d, _mm512_set1_ps(cp[c][b].d));
             acc[c] = _mm512_add_ps(acc[c], _mm512_mul_ps(p, _mm512_cvtepi32_ps(S[c])));
         }
     }
+    #pragma GCC unroll 8
     for (int c = 0; c < NC; ++c)
         _mm512_storeu_ps(out + c * out_stride, _mm512_mul_ps(_mm512_set1_ps(0.125f), acc[c]));
 }
