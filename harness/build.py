@@ -20,7 +20,7 @@ from pathlib import Path
 from .errors import BuildError, UsageError
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
-KERNELS_DIR = PROJECT_ROOT / "kernels"
+KERNELS_DIR = Path(os.environ.get("IQ1M_KERNELS_DIR", PROJECT_ROOT / "kernels"))
 LIBRARY_NAME = "libiq1m.so"
 _FAULT_NAME = re.compile(r"^[a-z0-9_]+$")
 

@@ -58,7 +58,7 @@ def replay(path: Path, variant: str | None = None, *, timeout: float | None = No
     with tempfile.TemporaryDirectory(prefix="iq1m-repro-") as work, \
             Runner(variant or case.variant, Path(work), echo_build=False, timeout=timeout) as runner:
         try:
-            runner.check(case)
+            runner.check(runner.portable(case))
         except HarnessFailure as failure:
             return failure
     return None

@@ -12,6 +12,7 @@ from pathlib import Path
 from .build import PROJECT_ROOT, build, parse_variant
 from .cases import Case, load_arrays, save_case
 from .compare import Outcome, check_outcomes
+from .errors import UsageError
 from .worker import Worker
 
 # Worst-case throughput used to scale timeouts (multiply-adds x2 per second); a sanitized
@@ -68,6 +69,16 @@ class Runner:
                 outcomes.append(Outcome(opt, None, status["code"], status["message"]))
         result_path.unlink(missing_ok=True)
         return outcomes, path
+
+    def portable(self, case: Case) -> Case:
+        """The case with the option sets this CPU cannot run (a SIMD level it lacks) left out,
+        for replaying cases saved on another machine."""
+        runs = [r for r in case.runs if r.isa == "auto" or r.isa in self.isas]
+        if not runs:
+            raise UsageError(f"none of the case's SIMD levels ({sorted({r.isa for r in case.runs})}) "
+                             f"runs on this CPU ({', '.join(self.isas)})")
+        case.runs = runs
+        return case
 
     def check(self, case: Case) -> list[Outcome]:
         outcomes, path = self.execute(case)

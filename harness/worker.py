@@ -130,7 +130,8 @@ class Worker:
         return "\n".join(text.splitlines()[-STDERR_TAIL_LINES:])
 
     def _read_line(self, timeout: float) -> bytes | None:
-        """One line from the worker, or None on EOF or timeout (then the caller checks which)."""
+        """One line from the worker, or None on timeout or EOF. On EOF the process is reaped
+        first, so `poll()` afterwards tells a death (EOF) from a hang (still running)."""
         deadline = time.monotonic() + timeout
         fd = self.proc.stdout.fileno()
         while b"\n" not in self._buffer:
@@ -142,6 +143,10 @@ class Worker:
                 return None
             chunk = os.read(fd, 65536)
             if not chunk:
+                try:
+                    self.proc.wait(timeout=30)  # it closed stdout: it is exiting
+                except subprocess.TimeoutExpired:
+                    pass
                 return None
             self._buffer += chunk
         line, self._buffer = self._buffer.split(b"\n", 1)
