@@ -1,9 +1,26 @@
-/* table-avx2.c: placeholder avx2 micro-kernel table with every entry NULL, so the library
- * links and dispatch falls back to the scalar kernels. Replaced by the real avx2 table. */
+/* table-avx2.c: the avx2 micro-kernel table (AVX2 + FMA + F16C), index = nc. */
 #include "../ukernel.h"
+
+#define DECL(N)                                                                            \
+    void iq1m_direct_1x##N##_avx2(int64_t, const uint8_t *, const iq1m_block_q8K *const *,  \
+                                    float *, int64_t);                                     \
+    void iq1m_packed_16x##N##_avx2(int64_t, const iq1m_packed_block *,                    \
+                                     const iq1m_block_q8K *const *, float *, int64_t);
+DECL(1)
+DECL(2)
+DECL(3)
+DECL(4)
+DECL(5)
+DECL(6)
+DECL(7)
+DECL(8)
 
 const iq1m_ukernel_table iq1m_ukernels_avx2 = {
     "avx2",
-    {0},
-    {0},
+    {NULL, iq1m_direct_1x1_avx2, iq1m_direct_1x2_avx2, iq1m_direct_1x3_avx2,
+     iq1m_direct_1x4_avx2, iq1m_direct_1x5_avx2, iq1m_direct_1x6_avx2,
+     iq1m_direct_1x7_avx2, iq1m_direct_1x8_avx2},
+    {NULL, iq1m_packed_16x1_avx2, iq1m_packed_16x2_avx2, iq1m_packed_16x3_avx2,
+     iq1m_packed_16x4_avx2, iq1m_packed_16x5_avx2, iq1m_packed_16x6_avx2,
+     iq1m_packed_16x7_avx2, iq1m_packed_16x8_avx2},
 };
