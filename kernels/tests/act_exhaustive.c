@@ -27,6 +27,8 @@ static uint32_t g_stride = 1;
 typedef struct {
     double max_ulp[2];
     uint32_t where[2];
+    double max_ulp_normal[2]; /* over inputs whose true value is a float32 normal */
+    uint32_t where_normal[2];
     uint64_t bad[2];
     uint32_t first_bad[2];
     uint64_t checked;
@@ -78,6 +80,10 @@ static void *worker(void *arg) {
                         r->max_ulp[a] = err;
                         r->where[a] = bits;
                     }
+                    if (fabs(t) >= 0x1p-126 && err > r->max_ulp_normal[a]) {
+                        r->max_ulp_normal[a] = err;
+                        r->where_normal[a] = bits;
+                    }
                 }
                 if (!ok) {
                     if (r->bad[a]++ == 0) r->first_bad[a] = bits;
@@ -117,6 +123,10 @@ int main(void) {
                 tot.max_ulp[a] = res[i].max_ulp[a];
                 tot.where[a] = res[i].where[a];
             }
+            if (res[i].max_ulp_normal[a] > tot.max_ulp_normal[a]) {
+                tot.max_ulp_normal[a] = res[i].max_ulp_normal[a];
+                tot.where_normal[a] = res[i].where_normal[a];
+            }
             if (res[i].bad[a] && !tot.bad[a]) tot.first_bad[a] = res[i].first_bad[a];
             tot.bad[a] += res[i].bad[a];
         }
@@ -128,9 +138,12 @@ int main(void) {
     for (int a = 0; a < 2; ++a) {
         float w;
         memcpy(&w, &tot.where[a], 4);
-        printf("  %s: max error %.6f ulp at x = %a (0x%08x); %llu failures (limit %.3f ulp)\n",
+        printf("  %s: max error %.9f ulp at x = %a (0x%08x); %llu failures (limit %.3f ulp)\n",
                names[a], tot.max_ulp[a], (double)w, tot.where[a],
                (unsigned long long)tot.bad[a], ACT_MAX_ULP);
+        memcpy(&w, &tot.where_normal[a], 4);
+        printf("  %s: max error %.9f ulp where act_true(x) is normal, at x = %a (0x%08x)\n",
+               names[a], tot.max_ulp_normal[a], (double)w, tot.where_normal[a]);
         if (tot.bad[a]) {
             printf("    first failing input 0x%08x\n", tot.first_bad[a]);
             fail = 1;
