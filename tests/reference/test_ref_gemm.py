@@ -287,5 +287,3 @@ def test_moe_bound_with_special_scales():
         assert R.within_bound(c, e, b, c).all()
         assert np.isinf(b).any() and np.isfinite(b).any()
 
-
-# ---------------------------------------------------------------- performance
