@@ -47,8 +47,8 @@ def describe_differences(actual: np.ndarray, expected: np.ndarray, *, exact: np.
     ulps = ulp_distance(actual, expected)
     for pos in idx[:MAX_REPORTED]:
         t = tuple(int(i) for i in pos)
-        line = f"  {names}={t}: got {actual[t]!r:>14} ({_hex(actual[t])}) expected {expected[t]!r:>14} " \
-               f"({_hex(expected[t])}) ulp={ulps[t]}"
+        line = f"  {names}={t}: got {float(actual[t]):.9g} ({_hex(actual[t])}) " \
+               f"expected {float(expected[t]):.9g} ({_hex(expected[t])}) ulp={ulps[t]}"
         if exact is not None and bound is not None:
             err = abs(float(actual[t]) - float(exact[t]))
             line += f" |got-exact|={err:.3g} bound={float(bound[t]):.3g}"
