@@ -1,6 +1,7 @@
 """Configure and build variants of kernels/ with CMake, cached by a hash of what goes in.
 
-A variant is one of `release`, `asan`, `tsan`, `no-direct` or `fault:NAME`. The cache key
+A variant is one of `release`, `asan`, `tsan`, `no-direct` or `fault:NAME`, or
+`prebuilt:PATH` for a library built elsewhere (used as is). The cache key
 covers the kernel sources, the CMake options, the compiler and the CMake version, so a
 second call with nothing changed returns at once. The compiler output is streamed live
 (subprocess-tee) and kept in `build.log` beside the library.
@@ -33,7 +34,7 @@ class Variant:
 
     @property
     def slug(self) -> str:
-        return self.name.replace(":", "-")
+        return re.sub(r"[^A-Za-z0-9_.]+", "-", self.name).strip("-")[-60:]
 
 
 def parse_variant(name: str) -> Variant:
@@ -47,12 +48,15 @@ def parse_variant(name: str) -> Variant:
         return Variant(name, ("-DCMAKE_BUILD_TYPE=RelWithDebInfo", "-DIQ1M_SANITIZE=thread"), sanitizer="thread")
     if name == "no-direct":
         return Variant(name, ("-DCMAKE_BUILD_TYPE=Release", "-DIQ1M_DIRECT_KERNEL=OFF"))
+    if name.startswith("prebuilt:"):
+        return Variant(name, ())
     if name.startswith("fault:"):
         fault = name.split(":", 1)[1]
         if not _FAULT_NAME.match(fault):
             raise UsageError(f"bad fault name {fault!r}: use lowercase letters, digits and _ (see kernels/FAULTS.md)")
         return Variant(name, ("-DCMAKE_BUILD_TYPE=Release", f"-DIQ1M_FAULT={fault}"))
-    raise UsageError(f"unknown build variant {name!r}: use release, asan, tsan, no-direct or fault:NAME")
+    raise UsageError(f"unknown build variant {name!r}: use release, asan, tsan, no-direct, fault:NAME "
+                     f"or prebuilt:PATH")
 
 
 def find_cmake() -> str:
@@ -127,6 +131,11 @@ class _LogSink:
 def build(variant_name: str = "release", *, echo: bool = False, rebuild: bool = False) -> Path:
     """Build (or reuse) a variant and return the path of its shared library."""
     variant = parse_variant(variant_name)
+    if variant.name.startswith("prebuilt:"):  # a library built elsewhere (mutants, someone's own build)
+        library = Path(variant.name.split(":", 1)[1]).expanduser().resolve()
+        if not library.is_file():
+            raise UsageError(f"prebuilt library {library} does not exist")
+        return library
     cmake_bin = find_cmake()
     compiler = find_compiler()
     key = hashlib.sha256("\n".join([source_digest(), *variant.cmake_options, _tool_version(compiler),
