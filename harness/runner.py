@@ -26,7 +26,8 @@ class Runner:
                  timeout: float | None = None, keep_passing: bool = False):
         self.variant = parse_variant(variant)
         self.library = build(variant, echo=echo_build)
-        self.work_dir = Path(work_dir or PROJECT_ROOT / ".iq1m" / "runs" / f"{self.variant.slug}-{os.getpid()}")
+        runs_root = Path(os.environ.get("IQ1M_RUNS_DIR", PROJECT_ROOT / ".iq1m" / "runs"))
+        self.work_dir = Path(work_dir or runs_root / f"{self.variant.slug}-{os.getpid()}")
         self.case_dir = self.work_dir / "cases"
         self.worker = Worker(self.library, self.variant, self.work_dir / "logs")
         self.hello = self.worker.start()
