@@ -7,33 +7,44 @@
 
 #include "format.h"
 
+/* 8 weights of one group as bytes w + 9 = 8*(grid+1) + 1 + sign, from the uint64 grid word
+ * (bytes 0xff, 0x00, 0x01): grid+1 per byte without carries (SWAR), times 8, plus 0 or 2. */
+static inline uint64_t group_bytes(int idx, int sign) {
+    const uint64_t g = iq1m_grid_u64[idx];
+    const uint64_t lo7 = 0x7f7f7f7f7f7f7f7full, ones = 0x0101010101010101ull;
+    const uint64_t g1 = ((g & lo7) + ones) ^ (g & ~lo7); /* bytewise g + 1 in {0, 1, 2} */
+    return (g1 << 3) + (sign > 0 ? 2 * ones : 0);
+}
+
 void iq1m_repack_panel(const uint8_t *w, int64_t nb, int64_t r0, int n_rows,
                        iq1m_packed_block *out) {
     const int64_t row_bytes = nb * IQ1M_BLOCK_BYTES;
-    int8_t wt[IQ1M_QK_K];
-    uint8_t mult[16];
     for (int64_t b = 0; b < nb; ++b) {
         iq1m_packed_block *p = out + b;
         for (int r = 0; r < IQ1M_PACK_ROWS; ++r) {
             if (r >= n_rows) {
                 p->d[r] = 0.0f;
                 for (int j = 0; j < 16; ++j) p->mult[j][r] = 1;
-                for (int k = 0; k < IQ1M_QK_K; ++k) p->q[k / 4][r][k % 4] = 9;
+                for (int k4 = 0; k4 < IQ1M_QK_K / 4; ++k4) memset(p->q[k4][r], 9, 4);
                 continue;
             }
             const uint8_t *blk = w + (r0 + r) * row_bytes + b * IQ1M_BLOCK_BYTES;
             p->d[r] = iq1m_block_d(blk);
-            iq1m_block_weights(blk, wt);
-            iq1m_block_mults(blk, mult);
+            for (int j = 0; j < 16; ++j) p->mult[j][r] = (uint8_t)iq1m_block_mult(blk, j);
+            for (int g = 0; g < 32; ++g) {
+                const uint64_t v = group_bytes(iq1m_block_group_index(blk, g),
+                                               iq1m_block_group_sign(blk, g));
+                memcpy(p->q[2 * g][r], &v, 4); /* little-endian: weights 8g..8g+3 */
+                memcpy(p->q[2 * g + 1][r], (const uint8_t *)&v + 4, 4);
+            }
 #if IQ1M_FAULT_IS(lossy_repack)
             /* FAULT: like upstream Q8_K_R8, (2s+1)*w must fit int8 max 126: |15*9| = 135 is
              * clamped by storing w = +-8 instead of +-9 where the multiplier is 15. */
-            for (int k = 0; k < IQ1M_QK_K; ++k)
-                if (mult[k / 16] * (wt[k] < 0 ? -wt[k] : wt[k]) > 126)
-                    wt[k] = (int8_t)(wt[k] < 0 ? -8 : 8);
+            for (int k = 0; k < IQ1M_QK_K; ++k) {
+                uint8_t *q = &p->q[k / 4][r][k % 4];
+                if (p->mult[k / 16][r] == 15 && (*q == 0 || *q == 18)) *q = *q ? 17 : 1;
+            }
 #endif
-            for (int j = 0; j < 16; ++j) p->mult[j][r] = mult[j];
-            for (int k = 0; k < IQ1M_QK_K; ++k) p->q[k / 4][r][k % 4] = (uint8_t)(wt[k] + 9);
         }
     }
 }

@@ -14,17 +14,23 @@ static inline void packed_16xN(int nc, int64_t nb, const iq1m_packed_block *pane
         const iq1m_packed_block *p = panel + b;
         for (int c = 0; c < nc; ++c) {
             const iq1m_block_q8K *y = cols[c] + b;
-            for (int r = 0; r < IQ1M_PACK_ROWS; ++r) {
-                int32_t s = 0;
-                for (int j = 0; j < 16; ++j) {
-                    int32_t sj = 0;
-                    for (int k = 16 * j; k < 16 * j + 16; ++k)
-                        sj += (int32_t)y->qs[k] * (int32_t)p->q[k / 4][r][k % 4];
-                    sj -= 9 * (int32_t)y->bsums[j];
-                    s += (int32_t)p->mult[j][r] * sj;
+            int32_t s[IQ1M_PACK_ROWS] = {0};
+            for (int j = 0; j < 16; ++j) {
+                /* sj[r] = sum over the 16 weights of sub-block j of q8 * (w + 9) */
+                int32_t sj[IQ1M_PACK_ROWS] = {0};
+                for (int k4 = 4 * j; k4 < 4 * j + 4; ++k4) {
+                    const int32_t y0 = y->qs[4 * k4], y1 = y->qs[4 * k4 + 1],
+                                  y2 = y->qs[4 * k4 + 2], y3 = y->qs[4 * k4 + 3];
+                    const uint8_t(*q)[4] = p->q[k4];
+                    for (int r = 0; r < IQ1M_PACK_ROWS; ++r)
+                        sj[r] += y0 * q[r][0] + y1 * q[r][1] + y2 * q[r][2] + y3 * q[r][3];
                 }
-                acc[c][r] = acc[c][r] + (p->d[r] * y->d) * (float)s;
+                const int32_t bias = 9 * (int32_t)y->bsums[j]; /* removes the +9 */
+                for (int r = 0; r < IQ1M_PACK_ROWS; ++r)
+                    s[r] += (int32_t)p->mult[j][r] * (sj[r] - bias);
             }
+            for (int r = 0; r < IQ1M_PACK_ROWS; ++r)
+                acc[c][r] = acc[c][r] + (p->d[r] * y->d) * (float)s[r];
         }
     }
     for (int c = 0; c < nc; ++c)
