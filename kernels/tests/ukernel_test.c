@@ -245,10 +245,7 @@ int main(int argc, char **argv) {
 
     enum { MAXNB = 28, R = IQ1M_PACK_ROWS, NCMAX = IQ1M_MAX_NC };
     uint8_t *rows[R];
-    for (int r = 0; r < R; ++r) rows[r] = malloc((size_t)MAXNB * IQ1M_BLOCK_BYTES);
     iq1m_block_q8K *colmem[NCMAX];
-    for (int c = 0; c < NCMAX; ++c) colmem[c] = malloc((size_t)MAXNB * sizeof(iq1m_block_q8K));
-    iq1m_packed_block *panel = aligned_alloc(64, (size_t)MAXNB * sizeof(iq1m_packed_block));
     static float want[R][NCMAX];
     static int32_t S[R][NCMAX][MAXNB];
     static float dw[R][MAXNB], dy[NCMAX][MAXNB];
@@ -257,6 +254,10 @@ int main(int argc, char **argv) {
     long cases = 0;
 
     for (int nb = 1; nb <= MAXNB; ++nb) {
+        /* exactly nb blocks per buffer, so a sanitizer build sees any read past the end */
+        for (int r = 0; r < R; ++r) rows[r] = malloc((size_t)nb * IQ1M_BLOCK_BYTES);
+        for (int c = 0; c < NCMAX; ++c) colmem[c] = malloc((size_t)nb * sizeof(iq1m_block_q8K));
+        iq1m_packed_block *panel = aligned_alloc(64, (size_t)nb * sizeof(iq1m_packed_block));
         for (int nc = 1; nc <= NCMAX; ++nc) {
             for (int rep = 0; rep < reps; ++rep, ++cases) {
                 /* data: R rows, nc columns in a random order of the column buffers */
@@ -343,6 +344,9 @@ int main(int argc, char **argv) {
                 }
             }
         }
+        for (int r = 0; r < R; ++r) free(rows[r]);
+        for (int c = 0; c < NCMAX; ++c) free(colmem[c]);
+        free(panel);
     }
 
     int covered = 0;
@@ -372,9 +376,6 @@ int main(int argc, char **argv) {
         fails++;
     }
     printf(fails ? "FAILED\n" : "PASSED\n");
-    for (int r = 0; r < R; ++r) free(rows[r]);
-    for (int c = 0; c < NCMAX; ++c) free(colmem[c]);
-    free(panel);
     free(out);
     return fails ? 1 : 0;
 }
