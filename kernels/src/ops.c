@@ -24,6 +24,9 @@
 #if IQ1M_FAULT_IS(tail_activation)
 #include <math.h>
 #endif
+#if IQ1M_FAULT_IS(row_race)
+#include <time.h>
+#endif
 
 #define DIRECT_ROW_BLOCK 64      /* rows per direct-path block */
 #define PANEL_BLOCK_BYTES 262144 /* target size of one thread's repacked block */
@@ -159,7 +162,12 @@ static void gemm_thread(void *arg, int tid, int nth) {
         if (r1 > r0) memset(t->unused[u] + r0, 0, (size_t)(r1 - r0) * sizeof(float));
     if (r1 <= r0) {
 #if IQ1M_FAULT_IS(row_race)
-        if (t->rows < nth) row_race_fault(t);
+        if (t->rows < nth) { /* write early and again late, so the race shows */
+            row_race_fault(t);
+            struct timespec ts = {0, 200000};
+            nanosleep(&ts, NULL);
+            row_race_fault(t);
+        }
 #endif
         return;
     }

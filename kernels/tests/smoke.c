@@ -432,6 +432,8 @@ int main(void) {
     /* rows: below, at and above multiples of 16; tokens below/at/above 32 */
     run_mul_mat_case(1, 1, 1);
     run_mul_mat_case(5, 2, 3);
+    run_mul_mat_case(3, 3, 4); /* rows < threads: idle threads must not touch outputs */
+    run_mul_mat_case(2, 4, 9);
     run_mul_mat_case(16, 1, 8);
     run_mul_mat_case(37, 2, 9);
     run_mul_mat_case(40, 1, 33);
