@@ -5,6 +5,7 @@
     iq1m-harness fuzz --minutes N          time-boxed fuzz campaign with a report
     iq1m-harness repro CASE                replay a saved case (exit 1 while it fails)
     iq1m-harness promote CASE              copy a case into tests/regressions/
+    iq1m-harness mutate --sample N         mutation score of the default test suite
 """
 from __future__ import annotations
 
@@ -70,6 +71,12 @@ def cmd_repro(args) -> int:
     return main(argv)
 
 
+def cmd_mutate(args) -> int:
+    from .mutate import run_from_args
+
+    return run_from_args(args)
+
+
 def cmd_promote(args) -> int:
     from .repro import promote
 
@@ -117,6 +124,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--variant", help="build to replay on (default: the case's own)")
     p.add_argument("--timeout", type=float, help="seconds before the kernel counts as hung")
     p.set_defaults(func=cmd_repro)
+
+    p = sub.add_parser("mutate", help="mutation testing: how many injected kernel bugs the default suite kills",
+                       description="Generate mutants of kernels/src (operator swaps, off-by-one constants, shifts "
+                                   "and masks, swapped arguments, dropped statements), build each incrementally, "
+                                   "run the default pytest profile fail-fast against it, and report the score and "
+                                   "every survivor. Exit 1 when the score is below --min-score.")
+    from .mutate import add_arguments as add_mutate_arguments
+
+    add_mutate_arguments(p)
+    p.set_defaults(func=cmd_mutate)
 
     p = sub.add_parser("promote", help="copy a case into tests/regressions/ so pytest replays it on every run")
     p.add_argument("case", type=Path)

@@ -1,0 +1,230 @@
+"""`iq1m-harness mutate`: how many injected bugs does the default test suite catch?
+
+Each job owns a copy of kernels/ and one CMake build tree. A mutant is applied to the
+copy, the library rebuilt incrementally (one translation unit and the link), and:
+- a compile error makes it stillborn (not counted);
+- a library byte-identical to the unmutated one makes it equivalent (dead or compiled-out
+  code: the fault-injection blocks, for example);
+- otherwise the default pytest profile runs fail-fast against it in a separate process
+  (`--iq1m-variant prebuilt:LIB`, profile `mutation`: the ci profile's examples without
+  shrinking, which kills the same mutants sooner); any failure, crash or hang kills it.
+Mutants listed in kernels/mutants-equivalent.txt (id and a reason) are skipped.
+The score is killed / (killed + survived); the report lists every survivor with its diff.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import random
+import shutil
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from .build import KERNELS_DIR, PROJECT_ROOT, find_cmake, find_compiler
+from .cases import atomic_write_bytes
+from .errors import UsageError
+from .mutants import Mutant, all_mutants, load_equivalent
+
+EQUIVALENT_LIST = KERNELS_DIR / "mutants-equivalent.txt"
+DEFAULT_TESTS = ("tests/kernels", "tests/test_regressions.py")
+
+
+@dataclass
+class MutantResult:
+    mid: str
+    file: str
+    line: int
+    operator: str
+    status: str  # killed | survived | equivalent-binary | equivalent-listed | stillborn | timeout
+    seconds: float
+    diff: str
+    detail: str = ""
+
+
+class Workspace:
+    """A private copy of kernels/ with its own incremental CMake build."""
+
+    def __init__(self, root: Path, cmake: str, compiler: str):
+        self.root = root
+        self.src = root / "kernels"
+        self.build_dir = root / "build"
+        if self.src.exists():
+            shutil.rmtree(self.src)
+        shutil.copytree(KERNELS_DIR, self.src, ignore=shutil.ignore_patterns("build*", "__pycache__"))
+        self.cmake = cmake
+        subprocess.run([cmake, "-S", str(self.src), "-B", str(self.build_dir), "-DCMAKE_BUILD_TYPE=Release",
+                        f"-DCMAKE_C_COMPILER={compiler}"], check=True, capture_output=True)
+        ok, log = self.rebuild()
+        if not ok:
+            raise UsageError(f"the unmutated kernels do not build in {self.root}:\n{log[-2000:]}")
+        self.baseline_digest = self.library_digest()
+
+    def rebuild(self) -> tuple[bool, str]:
+        p = subprocess.run([self.cmake, "--build", str(self.build_dir), "--target", "iq1m", "-j", "1"],
+                           capture_output=True, text=True)
+        return p.returncode == 0, p.stdout + p.stderr
+
+    def library(self) -> Path:
+        return next(self.build_dir.rglob("libiq1m.so"))
+
+    def library_digest(self) -> str:
+        return hashlib.sha256(self.library().read_bytes()).hexdigest()
+
+
+def run_one(ws: Workspace, m: Mutant, tests: list[str], timeout: float, lib_dir: Path) -> MutantResult:
+    path = ws.src / m.file
+    original = path.read_text()
+    t0 = time.monotonic()
+    try:
+        path.write_text(m.apply(original))
+        ok, log = ws.rebuild()
+        if not ok:
+            return MutantResult(m.mid, m.file, m.line, m.operator, "stillborn", time.monotonic() - t0,
+                                m.diff(original), log[-500:])
+        if ws.library_digest() == ws.baseline_digest:
+            return MutantResult(m.mid, m.file, m.line, m.operator, "equivalent-binary", time.monotonic() - t0,
+                                m.diff(original))
+        lib = lib_dir / f"libiq1m-{m.mid}.so"
+        shutil.copyfile(ws.library(), lib)
+        env = dict(os.environ, HYPOTHESIS_PROFILE="mutation", IQ1M_RUNS_DIR=str(ws.root / "runs"),
+                   IQ1M_BASE_TIMEOUT="3")
+        t_test = time.monotonic()
+        try:
+            p = subprocess.run([sys.executable, "-m", "pytest", "-x", "-q", "-p", "no:cacheprovider",
+                                f"--iq1m-variant=prebuilt:{lib}", *tests], cwd=PROJECT_ROOT, env=env,
+                               capture_output=True, text=True, timeout=timeout)
+            status = "killed" if p.returncode != 0 else "survived"
+            detail = _first_failure(p.stdout) if status == "killed" else ""
+        except subprocess.TimeoutExpired:
+            status, detail = "killed", f"test run exceeded {timeout:.0f} s (hang)"
+        lib.unlink(missing_ok=True)
+        shutil.rmtree(ws.root / "runs", ignore_errors=True)
+        return MutantResult(m.mid, m.file, m.line, m.operator, status, time.monotonic() - t_test,
+                            m.diff(original), detail)
+    finally:
+        path.write_text(original)
+
+
+def _first_failure(stdout: str) -> str:
+    for line in stdout.splitlines():
+        if line.startswith("FAILED") or line.startswith("ERROR"):
+            return line[:300]
+    return stdout.strip().splitlines()[-1][:300] if stdout.strip() else ""
+
+
+def select_mutants(files: list[str] | None, sample: int | None, seed: int) -> list[Mutant]:
+    mutants = all_mutants(KERNELS_DIR, files)
+    if files and not mutants:
+        raise UsageError(f"no mutation sites in {files}; files are paths under kernels/src, e.g. ops.c")
+    if sample is not None and sample < len(mutants):
+        mutants = random.Random(seed).sample(mutants, sample)
+    return mutants
+
+
+def run_mutation(out: Path, *, files=None, sample=None, seed=0, jobs=1, minutes=None, min_score=0.95,
+                 tests=DEFAULT_TESTS, timeout=300.0, stream=sys.stderr) -> int:
+    mutants = select_mutants(files, sample, seed)
+    equivalent = load_equivalent(EQUIVALENT_LIST)
+    out.mkdir(parents=True, exist_ok=True)
+    lib_dir = out / "libs"
+    lib_dir.mkdir(exist_ok=True)
+    cmake, compiler = find_cmake(), find_compiler()
+    print(f"mutate: {len(mutants)} mutant(s), {jobs} job(s); preparing workspaces ...", file=stream, flush=True)
+    workspaces = [Workspace(out / f"ws{j}", cmake, compiler) for j in range(jobs)]
+    deadline = time.monotonic() + minutes * 60 if minutes else None
+    results: list[MutantResult] = []
+    queue = list(mutants)
+    lock = threading.Lock()
+    start = time.monotonic()
+
+    def worker(ws: Workspace):
+        while True:
+            with lock:
+                if not queue or (deadline and time.monotonic() > deadline):
+                    return
+                m = queue.pop(0)
+            if m.mid in equivalent:
+                r = MutantResult(m.mid, m.file, m.line, m.operator, "equivalent-listed", 0.0,
+                                 m.diff((KERNELS_DIR / m.file).read_text()), equivalent[m.mid])
+            else:
+                r = run_one(ws, m, list(tests), timeout, lib_dir)
+            with lock:
+                results.append(r)
+                done = len(results)
+                killed = sum(x.status == "killed" for x in results)
+                survived = sum(x.status == "survived" for x in results)
+                print(f"[{done}/{len(mutants)} {time.monotonic() - start:.0f}s] {r.status:<17} {r.file}:{r.line} "
+                      f"{r.operator} ({r.seconds:.1f}s)  killed {killed} survived {survived}", file=stream, flush=True)
+
+    threads = [threading.Thread(target=worker, args=(ws,)) for ws in workspaces]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    report = summarise(results, len(mutants), time.monotonic() - start, min_score)
+    atomic_write_bytes(out / "mutation-report.json", json.dumps(report, indent=2).encode())
+    atomic_write_bytes(out / "mutation-report.md", markdown(report).encode())
+    print(f"mutation score {report['score']:.3f} ({report['killed']} killed / {report['scored']} scored; "
+          f"{len(report['survivors'])} survivor(s)); report: {out / 'mutation-report.md'}", file=stream)
+    return 0 if report["score"] >= min_score else 1
+
+
+def summarise(results: list[MutantResult], selected: int, elapsed: float, min_score: float) -> dict:
+    by_status: dict[str, int] = {}
+    for r in results:
+        by_status[r.status] = by_status.get(r.status, 0) + 1
+    killed = by_status.get("killed", 0)
+    scored = killed + by_status.get("survived", 0)
+    kill_times = sorted(r.seconds for r in results if r.status == "killed")
+    return {
+        "selected": selected, "run": len(results), "not_run": selected - len(results), "elapsed_s": round(elapsed, 1),
+        "by_status": by_status, "killed": killed, "scored": scored,
+        "score": killed / scored if scored else 1.0, "min_score": min_score,
+        "median_kill_s": kill_times[len(kill_times) // 2] if kill_times else None,
+        "survivors": [asdict(r) for r in results if r.status == "survived"],
+        "results": [asdict(r) for r in results],
+    }
+
+
+def markdown(r: dict) -> str:
+    lines = ["# Mutation testing report", "",
+             f"- {r['run']} of {r['selected']} selected mutants run in {r['elapsed_s']} s"
+             + (f" ({r['not_run']} not run: time budget)" if r["not_run"] else ""),
+             f"- status: " + ", ".join(f"{k} {v}" for k, v in sorted(r["by_status"].items())),
+             f"- **score {r['score']:.3f}** ({r['killed']} killed of {r['scored']} scored; target {r['min_score']})",
+             f"- median time to kill: {r['median_kill_s']:.1f} s" if r["median_kill_s"] is not None else "", ""]
+    if r["survivors"]:
+        lines += ["## Survivors", ""]
+        for s in r["survivors"]:
+            lines += [f"### `{s['mid']}` {s['operator']} at {s['file']}:{s['line']}", "", "```diff", s["diff"], "```", ""]
+    return "\n".join(lines) + "\n"
+
+
+def add_arguments(p) -> None:
+    p.add_argument("--minutes", type=float, help="time budget; mutants not started by then are reported as not run")
+    p.add_argument("--files", help="comma-separated files under kernels/src to mutate (default: all code)")
+    p.add_argument("--sample", type=int, help="run a random sample of this many mutants")
+    p.add_argument("--seed", type=int, default=0, help="seed of the sample (default 0)")
+    p.add_argument("--jobs", type=int, default=max(1, (os.cpu_count() or 2) // 2),
+                   help="mutants built and tested at once (default: half the cores)")
+    p.add_argument("--min-score", type=float, default=0.95, help="exit 1 below this score (default 0.95)")
+    p.add_argument("--timeout", type=float, default=300.0, help="seconds one mutant's test run may take")
+    p.add_argument("--out", type=Path, default=Path("iq1m-mutation"), help="output directory")
+    p.add_argument("--list", action="store_true", help="only list the selected mutants with their ids and diffs")
+
+
+def run_from_args(args) -> int:
+    if args.jobs < 1:
+        raise UsageError("--jobs must be >= 1")
+    files = [f for f in (args.files or "").split(",") if f] or None
+    if args.list:
+        for m in select_mutants(files, args.sample, args.seed):
+            print(f"{m.mid} {m.operator}\n{m.diff((KERNELS_DIR / m.file).read_text())}\n")
+        return 0
+    return run_mutation(args.out, files=files, sample=args.sample, seed=args.seed, jobs=args.jobs,
+                        minutes=args.minutes, min_score=args.min_score, timeout=args.timeout)
