@@ -1,15 +1,16 @@
 /* iq1m-q8k-direct-1xN-avx2.c: direct micro-kernels, one IQ1_M row x N = 1..8 Q8_K columns,
  * AVX2 + F16C.
  *
- * Per block the row is decoded once into 8 ymm of unsigned bytes u = w + 9 in [0,18]
- * (grid byte -1/0/+1 -> 0/8/16 by pshufb, +2 per group whose delta sign bit is clear) and
- * the multipliers 2s+1 as int16 vectors.  Per column: vpmaddubsw (u8 x s8, pairs; at most
+ * Per block the row is decoded once into 8 ymm of unsigned bytes u = w + 9 in [0,18] (one
+ * lookup per group in a 4096-entry table indexed by sign and grid index) and the
+ * multipliers 2s+1 as int16 vectors.  Per column: vpmaddubsw (u8 x s8, pairs; at most
  * 2*18*128, no saturation) and vpmaddwd with the per-sub-block multiplier give exact int32
  * partial sums; one vpmaddwd of bsums with -9*(2s+1) removes the +9 bias.  The lanes are
  * reduced to one exact int32 S_b per column, then the float part runs across the columns:
  * acc = acc + (dw*dy)*(float)S_b, out = 0.125f*acc (separate mul/add, no FMA).
  */
 #include <immintrin.h>
+#include <pthread.h>
 #include <stdint.h>
 #include <string.h>
 
@@ -18,14 +19,25 @@
 
 #define IQ1M_INLINE static inline __attribute__((always_inline))
 
-/* qword k of entry e: +2 in every byte when bit k of e is set (delta sign bit clear) */
-#define IQ1M_P2 0x0202020202020202ull
-#define IQ1M_ROW(e)                                                                        \
-    {((e)&1) ? IQ1M_P2 : 0, ((e)&2) ? IQ1M_P2 : 0, ((e)&4) ? IQ1M_P2 : 0, ((e)&8) ? IQ1M_P2 : 0}
-static const uint64_t iq1m_plus2[16][4] __attribute__((aligned(32))) = {
-    IQ1M_ROW(0),  IQ1M_ROW(1),  IQ1M_ROW(2),  IQ1M_ROW(3),  IQ1M_ROW(4),  IQ1M_ROW(5),
-    IQ1M_ROW(6),  IQ1M_ROW(7),  IQ1M_ROW(8),  IQ1M_ROW(9),  IQ1M_ROW(10), IQ1M_ROW(11),
-    IQ1M_ROW(12), IQ1M_ROW(13), IQ1M_ROW(14), IQ1M_ROW(15)};
+/* The grid with the delta sign folded in, shared with the AVX-512 direct kernels: entry
+ * (sign << 11 | index) holds the 8 bytes w + 9 = 8*(g+1) + 2 (sign bit clear) or 8*(g+1)
+ * (set).  Built on first use from inside a kernel (pthread_once), never at load time: this
+ * file is compiled with AVX2 flags and must not run on a CPU without them. */
+uint64_t iq1m_u8grid[2 * IQ1M_GRID_SIZE] __attribute__((aligned(64)));
+static pthread_once_t iq1m_u8grid_once = PTHREAD_ONCE_INIT;
+static void iq1m_u8grid_build(void) {
+    for (int sg = 0; sg < 2; ++sg)
+        for (int i = 0; i < IQ1M_GRID_SIZE; ++i) {
+            uint64_t v = 0;
+            for (int k = 0; k < 8; ++k) {
+                const int g = (int)(int8_t)(iq1m_grid_u64[i] >> (8 * k));
+                v |= (uint64_t)(uint8_t)(8 * (g + 1) + (sg ? 0 : 2)) << (8 * k);
+            }
+            iq1m_u8grid[(sg << 11) | i] = v;
+        }
+}
+void iq1m_u8grid_init(void);
+void iq1m_u8grid_init(void) { pthread_once(&iq1m_u8grid_once, iq1m_u8grid_build); }
 
 typedef struct {
     __m256i w[8];  /* u8 w+9 of weights 32t..32t+31 (sub-blocks 2t, 2t+1) */
@@ -39,32 +51,25 @@ IQ1M_INLINE void iq1m_decode256(const uint8_t *blk, iq1m_dec256 *D) {
     const __m128i qs1 = _mm_loadu_si128((const __m128i *)(blk + 16));
     const __m128i qh = _mm_loadu_si128((const __m128i *)(blk + 32));
     const __m128i qh4 = _mm_srli_epi16(qh, 4);
-    const __m128i m7 = _mm_set1_epi8(7), m8 = _mm_set1_epi8(8), z = _mm_setzero_si128();
-    const __m128i hl = _mm_and_si128(qh, m7), hh = _mm_and_si128(qh4, m7);
-    const __m128i h0 = _mm_unpacklo_epi8(hl, hh); /* high index bits, groups 0..15 */
-    const __m128i h1 = _mm_unpackhi_epi8(hl, hh); /* groups 16..31 */
-    const __m128i sl = _mm_and_si128(qh, m8), sh = _mm_and_si128(qh4, m8);
-    const __m128i s0 = _mm_unpacklo_epi8(sl, sh), s1 = _mm_unpackhi_epi8(sl, sh);
-    /* bit g set: delta sign bit of group g clear (w = 8g + 1) */
-    const uint32_t clear = (uint32_t)_mm_movemask_epi8(_mm_cmpeq_epi8(s0, z)) |
-                           ((uint32_t)_mm_movemask_epi8(_mm_cmpeq_epi8(s1, z)) << 16);
-    uint16_t ix[32];
-    _mm_storeu_si128((__m128i *)ix, _mm_unpacklo_epi8(qs0, h0));
-    _mm_storeu_si128((__m128i *)(ix + 8), _mm_unpackhi_epi8(qs0, h0));
-    _mm_storeu_si128((__m128i *)(ix + 16), _mm_unpacklo_epi8(qs1, h1));
-    _mm_storeu_si128((__m128i *)(ix + 24), _mm_unpackhi_epi8(qs1, h1));
-    /* read the indices back with scalar loads instead of 32 vpextrw */
-    __asm__ volatile("" : : "r"(ix) : "memory");
-    const __m256i lut = _mm256_setr_epi8(8, 16, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
-                                         8, 16, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0);
-    const uint64_t *G = iq1m_grid_u64;
-#pragma GCC unroll 8
-    for (int t = 0; t < 8; ++t) {
-        const uint16_t *x = ix + 4 * t;
-        const __m256i g = _mm256_set_epi64x((long long)G[x[3]], (long long)G[x[2]],
-                                            (long long)G[x[1]], (long long)G[x[0]]);
-        D->w[t] = _mm256_add_epi8(_mm256_shuffle_epi8(lut, g), /* -1,0,1 -> 0,8,16 */
-                                  _mm256_load_si256((const __m256i *)iq1m_plus2[(clear >> (4 * t)) & 15]));
+    /* 12-bit indices sign<<11 | grid index, 8 per xmm (groups 8i..8i+7) */
+    const __m128i m15 = _mm_set1_epi8(15);
+    const __m128i h0 = _mm_unpacklo_epi8(_mm_and_si128(qh, m15), _mm_and_si128(qh4, m15));
+    const __m128i h1 = _mm_unpackhi_epi8(_mm_and_si128(qh, m15), _mm_and_si128(qh4, m15));
+    const __m128i idx[4] = {_mm_unpacklo_epi8(qs0, h0), _mm_unpackhi_epi8(qs0, h0),
+                            _mm_unpacklo_epi8(qs1, h1), _mm_unpackhi_epi8(qs1, h1)};
+    const uint64_t *G = iq1m_u8grid;
+#pragma GCC unroll 4
+    for (int i = 0; i < 4; ++i) {
+        /* indices through GPRs (vmovq/vpextrq + shifts): no store-forwarding round trip */
+        const uint64_t a = (uint64_t)_mm_cvtsi128_si64(idx[i]);
+        const uint64_t b = (uint64_t)_mm_extract_epi64(idx[i], 1);
+        D->w[2 * i] = _mm256_set_epi64x((long long)G[a >> 48], (long long)G[(a >> 32) & 0xffff],
+                                        (long long)G[(a >> 16) & 0xffff],
+                                        (long long)G[a & 0xffff]);
+        D->w[2 * i + 1] = _mm256_set_epi64x((long long)G[b >> 48],
+                                            (long long)G[(b >> 32) & 0xffff],
+                                            (long long)G[(b >> 16) & 0xffff],
+                                            (long long)G[b & 0xffff]);
     }
     /* multipliers 2s+1: int32 lanes j (0..7 from words 0,1; 8..15 from words 2,3) */
     int32_t sc01, sc23;
@@ -133,6 +138,7 @@ IQ1M_INLINE __m256i iq1m_reduce8(const __m256i *y) {
 IQ1M_INLINE void iq1m_direct256(int64_t nb, const uint8_t *w_row,
                                 const iq1m_block_q8K *const *cols, float *out,
                                 int64_t out_stride, const int NC) {
+    iq1m_u8grid_init();
     const iq1m_block_q8K *cp[IQ1M_MAX_NC];
 #pragma GCC unroll 8
     for (int c = 0; c < NC; ++c) cp[c] = cols[c];

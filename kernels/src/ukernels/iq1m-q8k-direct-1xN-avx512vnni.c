@@ -4,7 +4,7 @@
  * Per block the row is decoded once into 256 unsigned bytes u = w + 9 in [0,18] (one
  * lookup per group in a 4096-entry table indexed by sign and grid index) and the 16
  * multipliers 2s+1.  Per column: 4 x vpdpbusd (u8 x s8) give 4-value partial sums that fit
- * int16, so they are packed in pairs and 2 x vpdpwssd apply (2s+1) per sub-block; the +9
+ * int16, so they are paired into int16 lanes and 2 x vpdpwssd apply (2s+1) per sub-block; the +9
  * bias is removed with one vpmaddwd of bsums and -9*(2s+1).  The 16 lanes are reduced to one exact int32 S_b per column, then the float
  * part runs across columns in one vector: acc = acc + (dw*dy)*(float)S_b, out = 0.125f*acc.
  */
@@ -17,26 +17,15 @@
 
 #define IQ1M_INLINE static inline __attribute__((always_inline))
 
-/* grid with the delta sign folded in: entry (sign << 11 | index) holds the 8 bytes w + 9
-   (8*(g+1) + 2 when the sign bit is clear, 8*(g+1) when set), built once at load time
-   from iq1m_grid_u64 */
-static uint64_t iq1m_u8grid[4096] __attribute__((aligned(64)));
-__attribute__((constructor)) static void iq1m_u8grid_init(void) {
-    for (int sg = 0; sg < 2; ++sg)
-        for (int i = 0; i < IQ1M_GRID_SIZE; ++i) {
-            uint64_t v = 0;
-            for (int k = 0; k < 8; ++k) {
-                const int g = (int)(int8_t)(iq1m_grid_u64[i] >> (8 * k));
-                v |= (uint64_t)(uint8_t)(8 * (g + 1) + (sg ? 0 : 2)) << (8 * k);
-            }
-            iq1m_u8grid[(sg << 11) | i] = v;
-        }
-}
+/* grid with the delta sign folded in: entry (sign << 11 | index) holds the 8 bytes w + 9;
+   defined and built on first use (pthread_once) in iq1m-q8k-direct-1xN-avx2.c */
+extern uint64_t iq1m_u8grid[2 * IQ1M_GRID_SIZE];
+void iq1m_u8grid_init(void);
 
 typedef struct {
     __m512i w[4]; /* u8 w+9 of weights 64t..64t+63 */
-    __m512i m[2]; /* int16, laid out like packs_epi32(a[2i], a[2i+1]): lane of a[t] lane l
-                     = 2s+1 of sub-block 4t + l/4 */
+    __m512i m[2]; /* int32 lane l of m[i]: (2s+1 of a[2i] lane l) | (2s+1 of a[2i+1] lane l) << 16,
+                     where lane l of a[t] belongs to sub-block 4t + l/4 */
     __m512i mb;   /* int16 lane j < 16: -9*(2s_j+1); upper 256 bits zero */
     float d;      /* row super-scale */
 } iq1m_dec512;
@@ -80,8 +69,8 @@ IQ1M_INLINE void iq1m_decode512(const uint8_t *blk, iq1m_dec512 *D) {
         m[t] = _mm512_or_si512(
             _mm512_rorv_epi32(_mm512_and_si512(_mm512_set1_epi32((int)sw[t]), msk), rot),
             _mm512_set1_epi32(1));
-    D->m[0] = _mm512_packs_epi32(m[0], m[1]);
-    D->m[1] = _mm512_packs_epi32(m[2], m[3]);
+    D->m[0] = _mm512_or_si512(m[0], _mm512_slli_epi32(m[1], 16));
+    D->m[1] = _mm512_or_si512(m[2], _mm512_slli_epi32(m[3], 16));
     /* mb: int16 lane j = -9*(2s_j+1); qword q = scale word q replicated 4 times, then
        (x << (9 - 3k)) >> 9 & 7 per word k */
     __m256i v = _mm256_cvtepu16_epi64(_mm_loadl_epi64((const __m128i *)(blk + 48)));
@@ -111,8 +100,12 @@ IQ1M_INLINE __m512i iq1m_coldot512(const iq1m_dec512 *D, const iq1m_block_q8K *y
        them pack into int16 lanes and one vpdpwssd applies 2s+1 to two vectors at once */
     const __m512i bs = _mm512_zextsi256_si512(_mm256_loadu_si256((const __m256i *)y->bsums));
     __m512i s = _mm512_madd_epi16(bs, D->mb);
-    s = _mm512_dpwssd_epi32(s, _mm512_packs_epi32(a0, a1), D->m[0]);
-    return _mm512_dpwssd_epi32(s, _mm512_packs_epi32(a2, a3), D->m[1]);
+    /* int16 pairs (a[2i] lane l, a[2i+1] lane l) with integer ops only (no shuffle) */
+    const __m512i lo = _mm512_set1_epi32(0xffff);
+    s = _mm512_dpwssd_epi32(s, _mm512_ternarylogic_epi32(a0, _mm512_slli_epi32(a1, 16), lo, 0xEC),
+                            D->m[0]);
+    return _mm512_dpwssd_epi32(
+        s, _mm512_ternarylogic_epi32(a2, _mm512_slli_epi32(a3, 16), lo, 0xEC), D->m[1]);
 }
 
 IQ1M_INLINE __m256i iq1m_half512(__m512i v) {
@@ -150,6 +143,7 @@ IQ1M_INLINE int32_t iq1m_hsum512(__m512i v) {
 IQ1M_INLINE void iq1m_direct512(int64_t nb, const uint8_t *w_row,
                                 const iq1m_block_q8K *const *cols, float *out,
                                 int64_t out_stride, const int NC) {
+    iq1m_u8grid_init();
     const iq1m_block_q8K *cp[IQ1M_MAX_NC];
 #pragma GCC unroll 8
     for (int c = 0; c < NC; ++c) cp[c] = cols[c];
