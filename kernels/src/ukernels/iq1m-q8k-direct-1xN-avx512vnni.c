@@ -1,12 +1,15 @@
 /* iq1m-q8k-direct-1xN-avx512vnni.c: direct micro-kernels, one IQ1_M row x N = 1..8 Q8_K
- * columns, AVX-512 (F/BW/VL/DQ) + VNNI + F16C.
+ * columns, AVX-512 (VL/BW) + VNNI + F16C, on 256-bit vectors (on Zen 4 a 256-bit vpdpbusd
+ * runs twice per cycle, a 512-bit one once, and the 256-bit decode needs no lane inserts).
  *
  * Per block the row is decoded once into 256 unsigned bytes u = w + 9 in [0,18] (one
  * lookup per group in a 4096-entry table indexed by sign and grid index) and the 16
- * multipliers 2s+1.  Per column: 4 x vpdpbusd (u8 x s8) give 4-value partial sums that fit
- * int16, so they are paired into int16 lanes and 2 x vpdpwssd apply (2s+1) per sub-block; the +9
- * bias is removed with one vpmaddwd of bsums and -9*(2s+1).  The 16 lanes are reduced to one exact int32 S_b per column, then the float
- * part runs across columns in one vector: acc = acc + (dw*dy)*(float)S_b, out = 0.125f*acc.
+ * multipliers 2s+1.  Per column: 8 x vpdpbusd (u8 x s8) give 4-value partial sums that fit
+ * int16, so two vectors are paired into the int16 halves of each lane and one vpdpwssd
+ * applies both (2s+1); the +9 bias is removed with one vpmaddwd of bsums and -9*(2s+1).
+ * The 8 lanes are reduced to one exact int32 S_b per column, then the float part runs
+ * across the columns in one vector: acc = acc + (dw*dy)*(float)S_b, out = 0.125f*acc
+ * (separate mul/add, no FMA).
  */
 #include <immintrin.h>
 #include <stdint.h>
@@ -23,54 +26,58 @@ extern uint64_t iq1m_u8grid[2 * IQ1M_GRID_SIZE];
 void iq1m_u8grid_init(void);
 
 typedef struct {
-    __m512i w[4]; /* u8 w+9 of weights 64t..64t+63 */
-    __m512i m[2]; /* int32 lane l of m[i]: (2s+1 of a[2i] lane l) | (2s+1 of a[2i+1] lane l) << 16,
-                     where lane l of a[t] belongs to sub-block 4t + l/4 */
-    __m512i mb;   /* int16 lane j < 16: -9*(2s_j+1); upper 256 bits zero */
+    __m256i w[8]; /* u8 w+9 of weights 32t..32t+31 (sub-blocks 2t, 2t+1) */
+    __m256i m[4]; /* int32 lane l of m[i]: (2s+1 of w[2i] lane l) | (2s+1 of w[2i+1] lane l)
+                     << 16, where lane l of w[t] belongs to sub-block 2t + l/4 */
+    __m256i mb;   /* int16 lane j: -9*(2s_j+1) */
     float d;      /* row super-scale */
-} iq1m_dec512;
+} iq1m_decv;
 
-IQ1M_INLINE void iq1m_decode512(const uint8_t *blk, iq1m_dec512 *D) {
+IQ1M_INLINE void iq1m_decode(const uint8_t *blk, iq1m_decv *D) {
     const __m128i qs0 = _mm_loadu_si128((const __m128i *)blk);
     const __m128i qs1 = _mm_loadu_si128((const __m128i *)(blk + 16));
     const __m128i qh = _mm_loadu_si128((const __m128i *)(blk + 32));
     const __m128i qh4 = _mm_srli_epi16(qh, 4);
-    /* 12-bit indices sign<<11 | grid index, 8 per xmm (groups 8t..8t+7) */
+    /* 12-bit indices sign<<11 | grid index, 8 per xmm (groups 8i..8i+7) */
     const __m128i m15 = _mm_set1_epi8(15);
     const __m128i h0 = _mm_unpacklo_epi8(_mm_and_si128(qh, m15), _mm_and_si128(qh4, m15));
     const __m128i h1 = _mm_unpackhi_epi8(_mm_and_si128(qh, m15), _mm_and_si128(qh4, m15));
-    const uint64_t *G = iq1m_u8grid;
     const __m128i idx[4] = {_mm_unpacklo_epi8(qs0, h0), _mm_unpackhi_epi8(qs0, h0),
                             _mm_unpacklo_epi8(qs1, h1), _mm_unpackhi_epi8(qs1, h1)};
+    const uint64_t *G = iq1m_u8grid;
 #pragma GCC unroll 4
-    for (int t = 0; t < 4; ++t) {
+    for (int i = 0; i < 4; ++i) {
         /* indices through GPRs (vmovq/vpextrq + shifts): no store-forwarding round trip */
-        const uint64_t a = (uint64_t)_mm_cvtsi128_si64(idx[t]);
-        const uint64_t b = (uint64_t)_mm_extract_epi64(idx[t], 1);
-        const __m512i g = _mm512_set_epi64(
-            (long long)G[b >> 48], (long long)G[(b >> 32) & 0xffff],
-            (long long)G[(b >> 16) & 0xffff], (long long)G[b & 0xffff], (long long)G[a >> 48],
-            (long long)G[(a >> 32) & 0xffff], (long long)G[(a >> 16) & 0xffff],
-            (long long)G[a & 0xffff]);
-        D->w[t] = g;
+        const uint64_t a = (uint64_t)_mm_cvtsi128_si64(idx[i]);
+        const uint64_t b = (uint64_t)_mm_extract_epi64(idx[i], 1);
+        D->w[2 * i] = _mm256_set_epi64x((long long)G[a >> 48], (long long)G[(a >> 32) & 0xffff],
+                                        (long long)G[(a >> 16) & 0xffff],
+                                        (long long)G[a & 0xffff]);
+        D->w[2 * i + 1] = _mm256_set_epi64x((long long)G[b >> 48],
+                                            (long long)G[(b >> 32) & 0xffff],
+                                            (long long)G[(b >> 16) & 0xffff],
+                                            (long long)G[b & 0xffff]);
     }
-    /* m[t] int32 lane l, k = l/4: 2*((word_t >> 3k) & 7) + 1 = rotr(word_t & (7 << 3k), 3k-1) | 1 */
-    const __m512i msk = _mm512_set_epi32(7 << 9, 7 << 9, 7 << 9, 7 << 9, 7 << 6, 7 << 6, 7 << 6,
-                                         7 << 6, 7 << 3, 7 << 3, 7 << 3, 7 << 3, 7, 7, 7, 7);
-    const __m512i rot = _mm512_set_epi32(8, 8, 8, 8, 5, 5, 5, 5, 2, 2, 2, 2, 31, 31, 31, 31);
-    uint32_t sw[4]; /* low 16 bits: scale word t (higher bits are masked off) */
+    /* m[i] from scale word i (sub-blocks 4i..4i+3), k = sub-block - 4i:
+       2*((word >> 3k) & 7) + 1 = rotr(word & (7 << 3k), 3k - 1) | 1; the high half (k = 2, 3)
+       is rotated 16 further */
+    const __m256i mskl = _mm256_setr_epi32(7, 7, 7, 7, 7 << 3, 7 << 3, 7 << 3, 7 << 3);
+    const __m256i mskh = _mm256_setr_epi32(7 << 6, 7 << 6, 7 << 6, 7 << 6, 7 << 9, 7 << 9,
+                                           7 << 9, 7 << 9);
+    const __m256i rotl = _mm256_setr_epi32(31, 31, 31, 31, 2, 2, 2, 2);
+    const __m256i roth = _mm256_setr_epi32(21, 21, 21, 21, 24, 24, 24, 24);
+    uint32_t sw[4]; /* low 16 bits: scale word i (higher bits are masked off) */
     memcpy(&sw[0], blk + 48, 4);
     memcpy(&sw[2], blk + 52, 4);
     sw[1] = sw[0] >> 16;
     sw[3] = sw[2] >> 16;
-    __m512i m[4];
 #pragma GCC unroll 4
-    for (int t = 0; t < 4; ++t)
-        m[t] = _mm512_or_si512(
-            _mm512_rorv_epi32(_mm512_and_si512(_mm512_set1_epi32((int)sw[t]), msk), rot),
-            _mm512_set1_epi32(1));
-    D->m[0] = _mm512_or_si512(m[0], _mm512_slli_epi32(m[1], 16));
-    D->m[1] = _mm512_or_si512(m[2], _mm512_slli_epi32(m[3], 16));
+    for (int i = 0; i < 4; ++i) {
+        const __m256i x = _mm256_set1_epi32((int)sw[i]);
+        D->m[i] = _mm256_ternarylogic_epi32(_mm256_rorv_epi32(_mm256_and_si256(x, mskl), rotl),
+                                            _mm256_rorv_epi32(_mm256_and_si256(x, mskh), roth),
+                                            _mm256_set1_epi32(0x00010001), 0xFE); /* a|b|c */
+    }
     /* mb: int16 lane j = -9*(2s_j+1); qword q = scale word q replicated 4 times, then
        (x << (9 - 3k)) >> 9 & 7 per word k */
     __m256i v = _mm256_cvtepu16_epi64(_mm_loadl_epi64((const __m128i *)(blk + 48)));
@@ -79,8 +86,8 @@ IQ1M_INLINE void iq1m_decode512(const uint8_t *blk, iq1m_dec512 *D) {
     const __m256i s16 = _mm256_and_si256(
         _mm256_srli_epi16(_mm256_mullo_epi16(v, _mm256_set1_epi64x(0x0001000800400200ll)), 9),
         _mm256_set1_epi16(7));
-    D->mb = _mm512_zextsi256_si512(_mm256_add_epi16(
-        _mm256_mullo_epi16(s16, _mm256_set1_epi16(-18)), _mm256_set1_epi16(-9)));
+    D->mb = _mm256_add_epi16(_mm256_mullo_epi16(s16, _mm256_set1_epi16(-18)),
+                             _mm256_set1_epi16(-9));
     /* fp16 super-scale from the top nibbles of the four scale words */
     uint64_t sc;
     memcpy(&sc, blk + 48, 8);
@@ -89,27 +96,23 @@ IQ1M_INLINE void iq1m_decode512(const uint8_t *blk, iq1m_dec512 *D) {
     D->d = _mm_cvtss_f32(_mm_cvtph_ps(_mm_cvtsi32_si128((int)bits)));
 }
 
-/* 16 int32 lanes whose sum is S_b of the decoded block with column block y. */
-IQ1M_INLINE __m512i iq1m_coldot512(const iq1m_dec512 *D, const iq1m_block_q8K *y) {
-    const __m512i z = _mm512_setzero_si512();
-    const __m512i a0 = _mm512_dpbusd_epi32(z, D->w[0], _mm512_loadu_si512(y->qs));
-    const __m512i a1 = _mm512_dpbusd_epi32(z, D->w[1], _mm512_loadu_si512(y->qs + 64));
-    const __m512i a2 = _mm512_dpbusd_epi32(z, D->w[2], _mm512_loadu_si512(y->qs + 128));
-    const __m512i a3 = _mm512_dpbusd_epi32(z, D->w[3], _mm512_loadu_si512(y->qs + 192));
-    /* each a lane is a 4-value partial sum, |.| <= 4*18*128: exact as int16, so pairs of
-       them pack into int16 lanes and one vpdpwssd applies 2s+1 to two vectors at once */
-    const __m512i bs = _mm512_zextsi256_si512(_mm256_loadu_si256((const __m256i *)y->bsums));
-    __m512i s = _mm512_madd_epi16(bs, D->mb);
-    /* int16 pairs (a[2i] lane l, a[2i+1] lane l) with integer ops only (no shuffle) */
-    const __m512i lo = _mm512_set1_epi32(0xffff);
-    s = _mm512_dpwssd_epi32(s, _mm512_ternarylogic_epi32(a0, _mm512_slli_epi32(a1, 16), lo, 0xEC),
-                            D->m[0]);
-    return _mm512_dpwssd_epi32(
-        s, _mm512_ternarylogic_epi32(a2, _mm512_slli_epi32(a3, 16), lo, 0xEC), D->m[1]);
-}
-
-IQ1M_INLINE __m256i iq1m_half512(__m512i v) {
-    return _mm256_add_epi32(_mm512_castsi512_si256(v), _mm512_extracti64x4_epi64(v, 1));
+/* 8 int32 lanes whose sum is S_b of the decoded block with column block y. */
+IQ1M_INLINE __m256i iq1m_coldot(const iq1m_decv *D, const iq1m_block_q8K *y) {
+    const __m256i z = _mm256_setzero_si256(), lo = _mm256_set1_epi32(0xffff);
+    __m256i s[2];
+    s[0] = _mm256_madd_epi16(_mm256_loadu_si256((const __m256i *)y->bsums), D->mb);
+#pragma GCC unroll 4
+    for (int i = 0; i < 4; ++i) {
+        /* 4-value partial sums, |.| <= 4*18*128: exact as int16; pair two vectors into the
+           int16 halves of each lane (integer ops only) and apply both multipliers at once */
+        const __m256i a = _mm256_dpbusd_epi32(z, D->w[2 * i],
+                                              _mm256_loadu_si256((const __m256i *)(y->qs + 64 * i)));
+        const __m256i b = _mm256_dpbusd_epi32(
+            z, D->w[2 * i + 1], _mm256_loadu_si256((const __m256i *)(y->qs + 64 * i + 32)));
+        const __m256i x = _mm256_ternarylogic_epi32(a, _mm256_slli_epi32(b, 16), lo, 0xEC);
+        s[i % 2] = i == 1 ? _mm256_madd_epi16(x, D->m[i]) : _mm256_dpwssd_epi32(s[i % 2], x, D->m[i]);
+    }
+    return _mm256_add_epi32(s[0], s[1]);
 }
 
 /* lane i = sum of the 8 lanes of y[i] */
@@ -132,17 +135,16 @@ IQ1M_INLINE __m256 iq1m_dy8(const iq1m_block_q8K *const *cp, int64_t b, const in
     return v;
 }
 
-IQ1M_INLINE int32_t iq1m_hsum512(__m512i v) {
-    const __m256i h = iq1m_half512(v);
+IQ1M_INLINE int32_t iq1m_hsum256(__m256i h) {
     __m128i q = _mm_add_epi32(_mm256_castsi256_si128(h), _mm256_extracti128_si256(h, 1));
     q = _mm_add_epi32(q, _mm_unpackhi_epi64(q, q));
     q = _mm_add_epi32(q, _mm_shuffle_epi32(q, 1));
     return _mm_cvtsi128_si32(q);
 }
 
-IQ1M_INLINE void iq1m_direct512(int64_t nb, const uint8_t *w_row,
-                                const iq1m_block_q8K *const *cols, float *out,
-                                int64_t out_stride, const int NC) {
+IQ1M_INLINE void iq1m_direct(int64_t nb, const uint8_t *w_row,
+                             const iq1m_block_q8K *const *cols, float *out,
+                             int64_t out_stride, const int NC) {
     iq1m_u8grid_init();
     const iq1m_block_q8K *cp[IQ1M_MAX_NC];
 #pragma GCC unroll 8
@@ -150,9 +152,9 @@ IQ1M_INLINE void iq1m_direct512(int64_t nb, const uint8_t *w_row,
     if (NC == 1) {
         float acc = 0.0f;
         for (int64_t b = 0; b < nb; ++b) {
-            iq1m_dec512 D;
-            iq1m_decode512(w_row + b * IQ1M_BLOCK_BYTES, &D);
-            const int32_t S = iq1m_hsum512(iq1m_coldot512(&D, cp[0] + b));
+            iq1m_decv D;
+            iq1m_decode(w_row + b * IQ1M_BLOCK_BYTES, &D);
+            const int32_t S = iq1m_hsum256(iq1m_coldot(&D, cp[0] + b));
             const float p = D.d * cp[0][b].d;
             acc = acc + p * (float)S;
         }
@@ -161,12 +163,12 @@ IQ1M_INLINE void iq1m_direct512(int64_t nb, const uint8_t *w_row,
     }
     __m256 acc = _mm256_setzero_ps();
     for (int64_t b = 0; b < nb; ++b) {
-        iq1m_dec512 D;
-        iq1m_decode512(w_row + b * IQ1M_BLOCK_BYTES, &D);
+        iq1m_decv D;
+        iq1m_decode(w_row + b * IQ1M_BLOCK_BYTES, &D);
         __m256i y[8];
 #pragma GCC unroll 8
         for (int c = 0; c < 8; ++c)
-            y[c] = c < NC ? iq1m_half512(iq1m_coldot512(&D, cp[c] + b)) : _mm256_setzero_si256();
+            y[c] = c < NC ? iq1m_coldot(&D, cp[c] + b) : _mm256_setzero_si256();
         const __m256 p = _mm256_mul_ps(_mm256_set1_ps(D.d), iq1m_dy8(cp, b, NC));
         acc = _mm256_add_ps(acc, _mm256_mul_ps(p, _mm256_cvtepi32_ps(iq1m_reduce8(y))));
     }
@@ -180,7 +182,7 @@ IQ1M_INLINE void iq1m_direct512(int64_t nb, const uint8_t *w_row,
     void iq1m_direct_1x##NC##_avx512vnni(int64_t nb, const uint8_t *w_row,                     \
                                      const iq1m_block_q8K *const *cols, float *out,        \
                                      int64_t out_stride) {                                 \
-        iq1m_direct512(nb, w_row, cols, out, out_stride, NC);                              \
+        iq1m_direct(nb, w_row, cols, out, out_stride, NC);                              \
     }
 IQ1M_DEF(1)
 IQ1M_DEF(2)
