@@ -154,7 +154,13 @@ IQ1M_INLINE void iq1m_direct256(int64_t nb, const uint8_t *w_row,
 #pragma GCC unroll 8
         for (int c = 0; c < 8; ++c) dy[c] = c < NC ? cp[c][b].d : 0.0f;
         const __m256 p = _mm256_mul_ps(_mm256_set1_ps(D.d), _mm256_loadu_ps(dy));
+#if IQ1M_FAULT_IS(simd_fma)
+        /* fault point simd_fma: the float update contracted into one FMA (a rounding step
+           lost): outputs differ from the contract in the last bits, AVX2 direct path only */
+        acc = _mm256_fmadd_ps(p, _mm256_cvtepi32_ps(iq1m_reduce8(y)), acc);
+#else
         acc = _mm256_add_ps(acc, _mm256_mul_ps(p, _mm256_cvtepi32_ps(iq1m_reduce8(y))));
+#endif
     }
     float r[8];
     _mm256_storeu_ps(r, _mm256_mul_ps(_mm256_set1_ps(0.125f), acc));

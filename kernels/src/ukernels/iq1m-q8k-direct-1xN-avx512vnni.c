@@ -40,8 +40,15 @@ IQ1M_INLINE void iq1m_decode(const uint8_t *blk, iq1m_decv *D) {
     const __m128i qh4 = _mm_srli_epi16(qh, 4);
     /* 12-bit indices sign<<11 | grid index, 8 per xmm (groups 8i..8i+7) */
     const __m128i m15 = _mm_set1_epi8(15);
-    const __m128i h0 = _mm_unpacklo_epi8(_mm_and_si128(qh, m15), _mm_and_si128(qh4, m15));
-    const __m128i h1 = _mm_unpackhi_epi8(_mm_and_si128(qh, m15), _mm_and_si128(qh4, m15));
+#if IQ1M_FAULT_IS(avx512_delta_sign)
+    /* fault point avx512_delta_sign: the high nibble of qh masked with 7 instead of 15, so
+       odd groups lose their delta sign (always +1/8): AVX-512 direct path only */
+    const __m128i m15h = _mm_set1_epi8(7);
+#else
+    const __m128i m15h = m15;
+#endif
+    const __m128i h0 = _mm_unpacklo_epi8(_mm_and_si128(qh, m15), _mm_and_si128(qh4, m15h));
+    const __m128i h1 = _mm_unpackhi_epi8(_mm_and_si128(qh, m15), _mm_and_si128(qh4, m15h));
     const __m128i idx[4] = {_mm_unpacklo_epi8(qs0, h0), _mm_unpackhi_epi8(qs0, h0),
                             _mm_unpacklo_epi8(qs1, h1), _mm_unpackhi_epi8(qs1, h1)};
     const uint64_t *G = iq1m_u8grid;

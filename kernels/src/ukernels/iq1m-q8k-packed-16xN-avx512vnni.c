@@ -46,7 +46,14 @@ IQ1M_INLINE void iq1m_packed512(int64_t nb, const iq1m_packed_block *panel,
             const __m512i m = _mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)pb->mult[j]));
             __m512i a[IQ1M_MAX_NC];
             #pragma GCC unroll 8
-            for (int c = 0; c < NC; ++c) a[c] = _mm512_set1_epi32(bias[c][j]);
+            for (int c = 0; c < NC; ++c)
+#if IQ1M_FAULT_IS(avx512_packed_bias)
+                /* fault point avx512_packed_bias: the +9 bias of the last sub-block is not
+                   removed (off-by-one): AVX-512 repacked path only */
+                a[c] = _mm512_set1_epi32(j == 15 ? 0 : bias[c][j]);
+#else
+                a[c] = _mm512_set1_epi32(bias[c][j]);
+#endif
             #pragma GCC unroll 8
             for (int t = 0; t < 4; ++t) {
                 const __m512i wv = _mm512_loadu_si512(pb->q[4 * j + t]);
