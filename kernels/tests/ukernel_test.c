@@ -2,7 +2,7 @@
  * avx512vnni) against a plain scalar definition of the contract (docs/numerics.md), bit for
  * bit (NaN == NaN, the sign of zero counts), on random and extreme blocks: all scale codes,
  * both delta signs, every grid index, fp16 super-scales zero/subnormal/negative/huge/inf/nan,
- * Q8_K scales zero/subnormal/huge/inf/nan, q8 in [-128, 127], nb = 1..28, nc = 1..8,
+ * Q8_K scales zero/subnormal/huge/inf/nan, q8 in [-128, 127], nb = 0..28, nc = 1..8,
  * partial panels (1..16 rows, padding as repack.c writes it) and arbitrary out strides.
  * It also checks that nothing outside the tile is written.
  *
@@ -253,7 +253,7 @@ int main(int argc, char **argv) {
     float *out = malloc(sizeof(float) * (size_t)(max_stride * NCMAX + 64));
     long cases = 0;
 
-    for (int nb = 1; nb <= MAXNB; ++nb) {
+    for (int nb = 0; nb <= MAXNB; ++nb) {
         /* exactly nb blocks per buffer, so a sanitizer build sees any read past the end */
         for (int r = 0; r < R; ++r) rows[r] = malloc((size_t)nb * IQ1M_BLOCK_BYTES);
         for (int c = 0; c < NCMAX; ++c) colmem[c] = malloc((size_t)nb * sizeof(iq1m_block_q8K));
@@ -351,7 +351,7 @@ int main(int argc, char **argv) {
 
     int covered = 0;
     for (int v = 0; v < 4096; ++v) covered += (int)((g_cover_hits[v / 64] >> (v % 64)) & 1);
-    printf("ukernel_test: %ld cases (nb 1..%d x nc 1..%d x %d reps), grid index x sign "
+    printf("ukernel_test: %ld cases (nb 0..%d x nc 1..%d x %d reps), grid index x sign "
            "coverage %d/4096\n",
            cases, MAXNB, NCMAX, reps, covered);
     long fails = 0;
