@@ -17,9 +17,13 @@ DECL(8)
 
 const iq1m_ukernel_table iq1m_ukernels_avx512vnni = {
     "avx512vnni",
+#if defined(IQ1M_NO_DIRECT_KERNEL) && IQ1M_NO_DIRECT_KERNEL
+    {0}, /* direct kernels compiled out (the seed's configuration) */
+#else
     {NULL, iq1m_direct_1x1_avx512vnni, iq1m_direct_1x2_avx512vnni, iq1m_direct_1x3_avx512vnni,
      iq1m_direct_1x4_avx512vnni, iq1m_direct_1x5_avx512vnni, iq1m_direct_1x6_avx512vnni,
      iq1m_direct_1x7_avx512vnni, iq1m_direct_1x8_avx512vnni},
+#endif
     {NULL, iq1m_packed_16x1_avx512vnni, iq1m_packed_16x2_avx512vnni, iq1m_packed_16x3_avx512vnni,
      iq1m_packed_16x4_avx512vnni, iq1m_packed_16x5_avx512vnni, iq1m_packed_16x6_avx512vnni,
      iq1m_packed_16x7_avx512vnni, iq1m_packed_16x8_avx512vnni},
