@@ -167,6 +167,24 @@ def build(variant_name: str = "release", *, echo: bool = False, rebuild: bool = 
         return library
 
 
+def build_tree(variant_name: str = "release") -> Path:
+    """Build every CMake target of a variant (the library, the C tests, the benchmark) and
+    return the CMake build directory, where `ctest` runs. CMake's own dependency tracking
+    makes a second call cheap."""
+    library = build(variant_name)
+    tree = library.parent / "cmake"
+    log_path = library.parent / "build-all.log"
+    with open(log_path, "w") as log:
+        _run_logged([find_cmake(), "--build", str(tree), "-j", str(os.cpu_count() or 2)], _LogSink(log, False),
+                    log_path, variant_name)
+    return tree
+
+
+def find_ctest() -> str:
+    ctest = Path(find_cmake()).with_name("ctest")
+    return str(ctest) if ctest.exists() else (shutil.which("ctest") or "ctest")
+
+
 def _file_digest(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 

@@ -1,0 +1,33 @@
+"""The kernel library's own C tests, run by ctest on each build variant: the smoke test
+(hand-computed cases, every ISA, thread count and threshold, the error paths) and the
+micro-kernel test (every table entry against the scalar definition), clean under the
+address+undefined and thread sanitizers; and the activation accuracy check."""
+import os
+import subprocess
+
+import pytest
+
+from harness.build import build_tree, find_ctest
+
+
+def _ctest(tree, *args, env=None):
+    return subprocess.run([find_ctest(), "--output-on-failure", *args], cwd=tree, capture_output=True, text=True,
+                          env=dict(os.environ, **(env or {})))
+
+
+@pytest.mark.parametrize("variant,selection", [
+    ("release", ["-L", "smoke"]),
+    ("asan", ["-L", "smoke"]),
+    ("tsan", ["-R", "^smoke$"]),  # the micro-kernels are single-threaded: nothing for TSan, 10x slower
+    ("no-direct", ["-L", "smoke"]),
+])
+def test_c_smoke_and_ukernel_tests(variant, selection):
+    proc = _ctest(build_tree(variant), *selection)
+    assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-2000:]
+    assert "tests passed" in proc.stdout
+
+
+def test_activation_accuracy_on_a_strided_sample():
+    """Every 4099th float32 input here; CI also runs all 2^32 (ci/run.sh, ctest -L exhaustive)."""
+    proc = _ctest(build_tree("release"), "-L", "exhaustive", env={"IQ1M_ACT_STRIDE": "4099"})
+    assert proc.returncode == 0, proc.stdout[-4000:]
