@@ -3,7 +3,8 @@
  * any finite input has |act(x) - act_true(x)| > ACT_MAX_ULP * ulp(act_true(x)) (float32 ulp
  * at the true value, 2^-149 below 2^-126), or if the NaN / inf rules are broken. Runs on all
  * cores (chunks claimed from an atomic counter); prints the max ulp error per function and
- * the input where it occurs. IQ1M_ACT_STRIDE=n in the environment checks every n-th input
+ * the input where it occurs. Every result of a long call (SIMD lanes where available) is also
+ * compared bit for bit with calls of fewer than 8 elements (the scalar code). IQ1M_ACT_STRIDE=n in the environment checks every n-th input
  * only (for quick runs; the ctest run checks them all). */
 #include <math.h>
 #include <pthread.h>
@@ -30,6 +31,8 @@ typedef struct {
     double max_ulp_normal[2]; /* over inputs whose true value is a float32 normal */
     uint32_t where_normal[2];
     uint64_t bad[2];
+    uint64_t path_diff[2]; /* vector (full call) vs scalar (calls of < 8 elements) bits */
+    uint32_t first_path_diff[2];
     uint32_t first_bad[2];
     uint64_t checked;
 } result_t;
@@ -52,7 +55,8 @@ static double ulp_at(double v) {
 static void *worker(void *arg) {
     result_t *r = arg;
     float *x = malloc(sizeof(float) * CHUNK), *y = malloc(sizeof(float) * CHUNK);
-    if (!x || !y) abort();
+    float *y2 = malloc(sizeof(float) * CHUNK);
+    if (!x || !y || !y2) abort();
     for (;;) {
         unsigned c = atomic_fetch_add(&g_next, 1);
         if (c >= N_CHUNKS) break;
@@ -64,6 +68,11 @@ static void *worker(void *arg) {
         }
         for (int a = 0; a < 2; ++a) {
             if (iq1m_activation(a, x, y, n) != IQ1M_OK) abort();
+            for (uint32_t i = 0; i < n; i += 7) /* pieces shorter than a vector: scalar */
+                if (iq1m_activation(a, x + i, y2 + i, n - i < 7 ? n - i : 7) != IQ1M_OK) abort();
+            for (uint32_t i = 0; i < n; ++i)
+                if (memcmp(&y[i], &y2[i], 4) != 0 && r->path_diff[a]++ == 0)
+                    memcpy(&r->first_path_diff[a], &x[i], 4);
             for (uint32_t i = 0; i < n; ++i) {
                 double X = x[i], v = y[i];
                 uint32_t bits;
@@ -94,6 +103,7 @@ static void *worker(void *arg) {
     }
     free(x);
     free(y);
+    free(y2);
     return NULL;
 }
 
@@ -128,6 +138,9 @@ int main(void) {
                 tot.where_normal[a] = res[i].where_normal[a];
             }
             if (res[i].bad[a] && !tot.bad[a]) tot.first_bad[a] = res[i].first_bad[a];
+            if (res[i].path_diff[a] && !tot.path_diff[a])
+                tot.first_path_diff[a] = res[i].first_path_diff[a];
+            tot.path_diff[a] += res[i].path_diff[a];
             tot.bad[a] += res[i].bad[a];
         }
     }
@@ -144,6 +157,12 @@ int main(void) {
         memcpy(&w, &tot.where_normal[a], 4);
         printf("  %s: max error %.9f ulp where act_true(x) is normal, at x = %a (0x%08x)\n",
                names[a], tot.max_ulp_normal[a], (double)w, tot.where_normal[a]);
+        printf("  %s: vector vs scalar path: %llu inputs with different bits\n", names[a],
+               (unsigned long long)tot.path_diff[a]);
+        if (tot.path_diff[a]) {
+            printf("    first differing input 0x%08x\n", tot.first_path_diff[a]);
+            fail = 1;
+        }
         if (tot.bad[a]) {
             printf("    first failing input 0x%08x\n", tot.first_bad[a]);
             fail = 1;
