@@ -257,6 +257,7 @@ static void run_moe_case(int n_experts, int rows, int nb, int n_tokens, int top_
     iq1m_block_q8K *q = malloc(sizeof(iq1m_block_q8K) * (size_t)(n_tokens * nb));
     size_t n_out = (size_t)n_tokens * top_k * rows;
     float *want_id = malloc(sizeof(float) * n_out), *want_ug = malloc(sizeof(float) * n_out);
+    float *want_ge = malloc(sizeof(float) * n_out);
     float *got = malloc(sizeof(float) * n_out);
     for (size_t i = 0; i < eb * n_experts; ++i) {
         random_block(&wu[i]);
@@ -282,33 +283,36 @@ static void run_moe_case(int n_experts, int rows, int nb, int n_tokens, int top_
                 if (e < 0) {
                     want_id[o] = 0.0f;
                     want_ug[o] = 0.0f;
+                    want_ge[o] = 0.0f;
                     continue;
                 }
                 float u = ref_dot(wu + e * eb + (size_t)r * nb, q + t * nb, nb);
                 float g = ref_dot(wg + e * eb + (size_t)r * nb, q + t * nb, nb);
                 want_id[o] = u;
                 want_ug[o] = u * ref_act(IQ1M_ACT_SILU, g);
+                want_ge[o] = u * ref_act(IQ1M_ACT_GELU, g);
             }
         }
     for (int32_t isa = IQ1M_ISA_SCALAR; isa <= IQ1M_ISA_AVX512VNNI; ++isa) {
         if (!available(isa)) continue;
         for (size_t ti = 0; ti < sizeof g_threads / sizeof g_threads[0]; ++ti)
             for (size_t hi = 0; hi < 3; ++hi)
-                for (int mode = 0; mode < 3; ++mode) { /* 0 id, 1 fused, 2 unfused */
+                for (int mode = 0; mode < 5; ++mode) { /* 0 id, 1/3 fused, 2/4 unfused */
                     iq1m_options o;
                     iq1m_default_options(&o);
                     o.isa = isa;
                     o.n_threads = g_threads[ti];
                     o.repack_threshold = g_thresholds[hi];
-                    o.fused = mode != 2;
+                    o.fused = mode == 1 || mode == 3;
+                    const int32_t act = mode >= 3 ? IQ1M_ACT_GELU : IQ1M_ACT_SILU;
                     for (size_t i = 0; i < n_out; ++i) got[i] = NAN;
                     int rc = mode == 0
                                  ? iq1m_mul_mat_id(wu, n_experts, rows, k, x, n_tokens, ids,
                                                    top_k, got, &o)
                                  : iq1m_moe_up_gate(wu, wg, n_experts, rows, k, x, n_tokens,
-                                                    ids, top_k, IQ1M_ACT_SILU, got, &o);
+                                                    ids, top_k, act, got, &o);
                     CHECK(rc == IQ1M_OK, "moe rc %d: %s", rc, iq1m_last_error());
-                    const float *want = mode == 0 ? want_id : want_ug;
+                    const float *want = mode == 0 ? want_id : mode <= 2 ? want_ug : want_ge;
                     int bad = 0;
                     for (size_t i = 0; i < n_out && bad < 3; ++i)
                         if (!same(got[i], want[i])) {
@@ -326,6 +330,7 @@ static void run_moe_case(int n_experts, int rows, int nb, int n_tokens, int top_
     free(q);
     free(want_id);
     free(want_ug);
+    free(want_ge);
     free(got);
 }
 
