@@ -1,5 +1,8 @@
 """The isolated worker: loads the kernel library and runs cases sent by the parent.
 
+Usage: `python -m harness._worker_main LIB` (the project's kernels) or
+`python -m harness._worker_main --ggml LIB_DIR` (a ggml build, harness.ggml_binding).
+
 Protocol (one JSON object per line): the worker announces itself with
 {"ready": true, ...}; each request {"case": PATH, "result": PATH} is answered, after the
 result file has been written atomically, with {"done": true}. Anything the library does
@@ -21,6 +24,9 @@ def run_case(lib: Library, case_path: str, result_path: str) -> None:
     case = load_case(case_path)
     a = case.arrays
     outputs, statuses = {}, []
+    if getattr(lib, "is_ggml", False):
+        # the target's own quantized activations, for the parent's bound check
+        outputs["q8k"] = lib.quantize_q8k(a["x"])
     for i, opt in enumerate(case.runs):
         try:
             if case.op == "mul_mat":
@@ -37,12 +43,23 @@ def run_case(lib: Library, case_path: str, result_path: str) -> None:
 
 
 def main() -> int:
-    lib = Library(sys.argv[1])
     # The protocol owns the real stdout; anything else printed goes to stderr.
     proto = sys.stdout
     sys.stdout = sys.stderr
-    hello = {"ready": True, "version": lib.version(), "build_info": lib.build_info(),
-             "isas": lib.available_isas(), "best_isa": lib.best_isa(), "numpy": np.__version__}
+    if sys.argv[1] == "--ggml":
+        from .ggml_binding import GgmlLibrary
+
+        lib = GgmlLibrary(sys.argv[2])
+        lib.is_ggml = True
+        info = lib.describe()
+        hello = {"ready": True, "target": "ggml", "version": info["version"],
+                 "build_info": f"{info['api']} API, {', '.join(info['libraries'])}; Q8_K by {info['quantizer']}; "
+                               f"fused moe_up_gate: {'yes' if info['fused_moe_up_gate'] else 'no'}",
+                 "ggml": info, "isas": ["auto"], "best_isa": "auto", "numpy": np.__version__}
+    else:
+        lib = Library(sys.argv[1])
+        hello = {"ready": True, "target": "kernels", "version": lib.version(), "build_info": lib.build_info(),
+                 "isas": lib.available_isas(), "best_isa": lib.best_isa(), "numpy": np.__version__}
     proto.write(json.dumps(hello) + "\n")
     proto.flush()
     for line in sys.stdin:

@@ -43,6 +43,7 @@ class JobConfig:
     isas: tuple[str, ...] = ()
     seed: int | None = None
     db: str = ""
+    target: str = ""  # JSON of harness.targets.Target.to_dict() plus "strict"; "" = the kernels
 
     def to_argv(self) -> list[str]:
         argv = ["--out", str(self.out), "--job", str(self.job), "--deadline", repr(self.deadline),
@@ -52,6 +53,8 @@ class JobConfig:
             argv += ["--isas", ",".join(self.isas)]
         if self.seed is not None:
             argv += ["--seed", str(self.seed)]
+        if self.target:
+            argv += ["--target-json", self.target]
         return argv
 
 
@@ -138,7 +141,11 @@ def run_job(cfg: JobConfig) -> int:
     signal.signal(signal.SIGINT, on_term)
     publish(force=True)
     try:
-        runner = Runner(cfg.variant, cfg.out / "jobs" / f"job-{cfg.job}")
+        from .targets import Target
+
+        tdict = json.loads(cfg.target) if cfg.target else {}
+        target = Target.from_dict(tdict, strict=bool(tdict.get("strict")))
+        runner = Runner(cfg.variant, cfg.out / "jobs" / f"job-{cfg.job}", target=target)
     except Exception as exc:  # reported by the parent as a one-line error
         stats.error = str(exc)
         stats.finished = True
@@ -205,6 +212,9 @@ def run_job(cfg: JobConfig) -> int:
         except HarnessFailure as failure:
             persist(failure, minimised=False)
             raise
+        if runner.findings:  # non-failing observations on a ggml target (thread/batch invariance)
+            _append_findings(cfg, runner.findings)
+            runner.findings.clear()
         if stats.cases % 4 == 0:  # error/bound statistics on a sample: the bound costs a float64 pass
             ok, ratio = within_bound_report(case, outcomes[0].output)
             if ratio.size:
@@ -227,6 +237,26 @@ def run_job(cfg: JobConfig) -> int:
     stats.finished = True
     publish(force=True)
     return 0
+
+
+def _append_findings(cfg: JobConfig, findings: list[dict]) -> None:
+    """Findings go to findings/job-N.jsonl, one JSON object a line (appended; survives a kill)."""
+    path = cfg.out / "findings" / f"job-{cfg.job}.jsonl"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a") as f:
+        for item in findings:
+            f.write(json.dumps(item, sort_keys=True) + "\n")
+
+
+def read_findings(out: Path) -> list[dict]:
+    items = []
+    for path in sorted((out / "findings").glob("job-*.jsonl")):
+        for line in path.read_text().splitlines():
+            try:
+                items.append(json.loads(line))
+            except ValueError:
+                continue  # a line cut by a kill
+    return items
 
 
 def _seed_hypothesis(value: int) -> None:
@@ -267,10 +297,11 @@ def job_main(argv: list[str] | None = None) -> int:
     p.add_argument("--isas", default="")
     p.add_argument("--seed", type=int)
     p.add_argument("--db", default="")
+    p.add_argument("--target-json", default="")
     a = p.parse_args(argv)
     cfg = JobConfig(out=a.out, job=a.job, deadline=a.deadline, variant=a.variant, ops=tuple(a.ops.split(",")),
                     threads=tuple(int(t) for t in a.threads.split(",")),
-                    isas=tuple(filter(None, a.isas.split(","))), seed=a.seed, db=a.db)
+                    isas=tuple(filter(None, a.isas.split(","))), seed=a.seed, db=a.db, target=a.target_json)
     return run_job(cfg)
 
 
@@ -328,22 +359,29 @@ def _distinct(failures: list[dict]) -> list[dict]:
 
 
 def run_campaign(out: Path, minutes: float, jobs: int, variant: str, ops, threads, isas, seed, db: str,
-                 stream=sys.stderr) -> int:
+                 stream=sys.stderr, target=None) -> int:
     from .build import build
 
     out.mkdir(parents=True, exist_ok=True)
     (out / "jobs").mkdir(exist_ok=True)
     for stale in (out / "jobs").glob("job-*.json"):
         stale.unlink()
-    print(f"building variant {variant} ...", file=stream, flush=True)
-    build(variant, echo=False)
+    target_json = ""
+    if target is not None and target.is_ggml:
+        target.resolved_lib_dir()  # a one-line error now rather than in every job
+        target_json = json.dumps(dict(target.to_dict(), strict=target.strict))
+        variant = "ggml"
+        print(f"target {target.label()}", file=stream, flush=True)
+    else:
+        print(f"building variant {variant} ...", file=stream, flush=True)
+        build(variant, echo=False)
     budget = minutes * 60.0
     start = time.time()
     deadline = start + budget
     procs = []
     for j in range(jobs):
-        cfg = JobConfig(out=out, job=j, deadline=deadline, variant=variant, ops=tuple(ops), threads=tuple(threads),
-                        isas=tuple(isas), seed=seed, db=db)
+        cfg = JobConfig(out=out, job=j, deadline=deadline, variant=variant if not target_json else "release",
+                        ops=tuple(ops), threads=tuple(threads), isas=tuple(isas), seed=seed, db=db, target=target_json)
         procs.append(subprocess.Popen([sys.executable, "-m", "harness.campaign", *cfg.to_argv()],
                                       stdout=subprocess.DEVNULL, stderr=open(out / "jobs" / f"job-{j}.stderr", "wb")))
     interactive = stream.isatty()
@@ -383,6 +421,12 @@ def run_campaign(out: Path, minutes: float, jobs: int, variant: str, ops, thread
     paths = write_report(out, total, elapsed=elapsed, budget=budget, variant=variant, jobs=jobs,
                          interrupted=interrupted)
     print(f"report: {paths['md']}", file=stream)
+    findings = read_findings(out)
+    if findings:
+        kinds = Counter(f["kind"] for f in findings)
+        print("findings (not failures; --strict-invariance makes invariance findings fail): "
+              + ", ".join(f"{k} x{n}" for k, n in sorted(kinds.items())) + f"; details: {out / 'findings'}",
+              file=stream)
     for f in _distinct(total["failures"]):
         print(f"FAILURE {f['kind']} in {f['op']}: {f['message']}\n  case: {f['case']}", file=stream)
     if total["errors"]:

@@ -40,6 +40,9 @@ class Case:
     act: str = "silu"
     variant: str = "release"
     info: dict = field(default_factory=dict)  # origin, failure details, digests, versions
+    # what the case runs on (harness.targets.Target.to_dict()); {} = the project's kernels.
+    # For ggml: {"name": "ggml", "lib_dir": DIR or "" (llama-cpp-python's), "env": {...}}
+    target: dict = field(default_factory=dict)
 
     def __post_init__(self):
         if self.op not in OPERATIONS:
@@ -91,6 +94,9 @@ class Case:
             counts = self.expert_token_counts()
             shape += f" experts={counts.size} top_k={self.arrays['ids'].shape[1]} per-expert tokens={counts.tolist()}"
         act = f" act={self.act}" if self.op == "moe_up_gate" else ""
+        if self.target.get("name", "kernels") != "kernels":
+            env = "".join(f" {k}={v}" for k, v in sorted(self.target.get("env", {}).items()))
+            return f"{self.op} {shape}{act} target={self.target['name']}{env}"
         return f"{self.op} {shape}{act} variant={self.variant}"
 
     def digest(self) -> str:
@@ -99,6 +105,8 @@ class Case:
             h.update(name.encode())
             h.update(_array_digest(self.arrays[name]).encode())
         h.update(json.dumps([r.to_dict() for r in self.runs], sort_keys=True).encode())
+        if self.target.get("name", "kernels") != "kernels":
+            h.update(json.dumps(self.target, sort_keys=True).encode())
         return h.hexdigest()
 
 
@@ -170,6 +178,8 @@ def save_case(case: Case, path: Path) -> Path:
         "versions": versions(),
         "saved_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
+    if case.target:
+        meta["target"] = case.target
     save_arrays(Path(path), case.arrays, meta)
     return Path(path)
 
@@ -185,6 +195,7 @@ def load_case(path: Path) -> Case:
     try:
         runs = [KernelOptions.from_dict(r) for r in meta["runs"]]
         return Case(op=meta["op"], arrays=arrays, runs=runs, act=meta.get("act", "silu"),
-                    variant=meta.get("variant", "release"), info=meta.get("info", {}))
+                    variant=meta.get("variant", "release"), info=meta.get("info", {}),
+                    target=meta.get("target", {}))
     except (KeyError, TypeError, ValueError) as exc:
         raise CaseFormatError(f"{path}: invalid case header ({exc})")

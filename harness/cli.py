@@ -5,6 +5,7 @@
     iq1m-harness fuzz --minutes N          time-boxed fuzz campaign with a report
     iq1m-harness repro CASE                replay a saved case (exit 1 while it fails)
     iq1m-harness promote CASE              copy a case into tests/regressions/
+    iq1m-harness case-from-gguf MODEL.gguf --tensor NAME   a case from a real IQ1_M tensor
     iq1m-harness mutate --sample N         mutation score of the default test suite
 """
 from __future__ import annotations
@@ -18,6 +19,37 @@ from pathlib import Path
 from .errors import UsageError
 
 VARIANT_HELP = "kernel build: release (default), asan, tsan, no-direct or fault:NAME (see kernels/FAULTS.md)"
+
+
+def add_target_arguments(p: argparse.ArgumentParser, *, replay: bool = False) -> None:
+    """--target and the ggml target's options (see harness/targets.py)."""
+    g = p.add_argument_group("target")
+    g.add_argument("--target", choices=["kernels", "ggml"], default=None if replay else "kernels",
+                   help="what to test: the project's kernels (default) or a ggml build"
+                        + (" (default: the case's own)" if replay else ""))
+    g.add_argument("--ggml-lib-dir", metavar="DIR",
+                   help="directory with your ggml build's libggml*.so (mainline or ik_llama.cpp); default: the "
+                        "libraries of the installed llama-cpp-python (pip install -e '.[ggml]')")
+    g.add_argument("--ggml-env", metavar="NAME=VALUE", action="append", default=None,
+                   help="environment of the ggml worker, repeatable (e.g. GGML_CPU_TILED_MM=0)")
+    g.add_argument("--strict-invariance", action="store_true",
+                   help="on ggml, count thread-count and batch-composition divergence as failures "
+                        "(by default they are reported as findings)")
+
+
+def target_from_args(args, case_target: dict | None = None):
+    """The Target the options name; for a replay, the case's own target unless overridden."""
+    from .targets import Target, parse_env
+
+    base = Target.from_dict(case_target or {})
+    name = args.target or base.name
+    if name != "ggml":
+        if args.ggml_lib_dir or args.ggml_env:
+            raise UsageError("--ggml-lib-dir and --ggml-env need --target ggml")
+        return Target("kernels", strict=True)
+    lib_dir = args.ggml_lib_dir if args.ggml_lib_dir is not None else (base.lib_dir if base.is_ggml else "")
+    env = parse_env(args.ggml_env) if args.ggml_env is not None else (base.env if base.is_ggml else {})
+    return Target("ggml", lib_dir=str(lib_dir or ""), env=env, strict=args.strict_invariance)
 
 
 def _csv(kind):
@@ -39,8 +71,18 @@ def cmd_build(args) -> int:
 def cmd_info(args) -> int:
     from .runner import Runner
 
-    with Runner(args.variant) as runner:
+    target = target_from_args(args)
+    with Runner(args.variant, target=target) as runner:
         h = runner.hello
+        if target.is_ggml:
+            g = h["ggml"]
+            env = " ".join(f"{k}={v}" for k, v in sorted(g["env"].items())) or "(none)"
+            print(f"target:    ggml\nlibraries: {', '.join(g['libraries'])}\nversion:   {h['version']}\n"
+                  f"API:       {g['api']} (type ids by name: IQ1_M={g['iq1_m_type']}, Q8_K={g['q8_K_type']})\n"
+                  f"Q8_K:      {g['quantizer']}\nfused:     ggml_moe_up_gate "
+                  f"{'present' if g['fused_moe_up_gate'] else 'absent (moe_up_gate = 2 x mul_mat_id + act)'}\n"
+                  f"env:       {env}")
+            return 0
         print(f"library:   {runner.library}\nversion:   {h['version']}\nbuild:     {h['build_info']}\n"
               f"SIMD:      {', '.join(h['isas'])} (auto picks {h['best_isa']})")
     return 0
@@ -59,8 +101,9 @@ def cmd_fuzz(args) -> int:
     out = args.out or Path("iq1m-campaigns") / time.strftime("%Y%m%d-%H%M%S")
     print(f"campaign: {args.minutes:g} min, {args.jobs} job(s), variant {args.variant}, output {out}",
           file=sys.stderr, flush=True)
+    target = target_from_args(args)
     return run_campaign(out, args.minutes, args.jobs, args.variant, args.ops, args.threads, args.isas,
-                        args.seed, args.db)
+                        args.seed, args.db, target=target)
 
 
 def cmd_repro(args) -> int:
@@ -68,6 +111,11 @@ def cmd_repro(args) -> int:
 
     argv = [str(args.case)] + (["--variant", args.variant] if args.variant else [])
     argv += ["--timeout", str(args.timeout)] if args.timeout else []
+    argv += ["--target", args.target] if args.target else []
+    argv += ["--ggml-lib-dir", args.ggml_lib_dir] if args.ggml_lib_dir is not None else []
+    for item in args.ggml_env or []:
+        argv += ["--ggml-env", item]
+    argv += ["--strict-invariance"] if args.strict_invariance else []
     return main(argv)
 
 
@@ -75,6 +123,19 @@ def cmd_mutate(args) -> int:
     from .mutate import run_from_args
 
     return run_from_args(args)
+
+
+def cmd_case_from_gguf(args) -> int:
+    from .cases import save_case
+    from .gguf_cases import case_from_gguf
+
+    case = case_from_gguf(args.model, args.tensor, expert=args.expert, experts=args.experts, rows=args.rows,
+                          tokens=args.tokens, routing=args.routing, top_k=args.top_k, op=args.op,
+                          gate_tensor=args.gate_tensor, act=args.act, seed=args.seed, threads=args.threads)
+    out = args.out or Path(f"{args.tensor.replace('/', '_')}-{case.op}-{case.digest()[:10]}.npz")
+    save_case(case, out)
+    print(f"{out}: {case.describe()}")
+    return 0
 
 
 def cmd_promote(args) -> int:
@@ -100,6 +161,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("info", help="show the library version, build options and usable SIMD levels")
     p.add_argument("--variant", default="release", help=VARIANT_HELP)
+    add_target_arguments(p)
     p.set_defaults(func=cmd_info)
 
     p = sub.add_parser("fuzz", help="run a time-boxed fuzz campaign and write a report",
@@ -117,12 +179,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, help="seed for a reproducible campaign")
     p.add_argument("--out", type=Path, help="output directory (default iq1m-campaigns/<timestamp>)")
     p.add_argument("--db", default="", help="example database: a directory (default OUT/examples) or redis://HOST:PORT")
+    add_target_arguments(p)
     p.set_defaults(func=cmd_fuzz)
 
     p = sub.add_parser("repro", help="replay a saved case file; exit 0 if it passes, 1 if it still fails")
     p.add_argument("case", type=Path)
     p.add_argument("--variant", help="build to replay on (default: the case's own)")
     p.add_argument("--timeout", type=float, help="seconds before the kernel counts as hung")
+    add_target_arguments(p, replay=True)
     p.set_defaults(func=cmd_repro)
 
     p = sub.add_parser("mutate", help="mutation testing: how many injected kernel bugs the default suite kills",
@@ -134,6 +198,29 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_mutate_arguments(p)
     p.set_defaults(func=cmd_mutate)
+
+    p = sub.add_parser("case-from-gguf", help="build a case file from a real IQ1_M tensor of a GGUF model",
+                       description="Read one IQ1_M tensor of MODEL.gguf (a 2-D [K, rows] matrix or an expert tensor "
+                                   "[K, rows, n_expert], e.g. blk.N.ffn_up_exps.weight), take the selected experts "
+                                   "and rows, add random activations and routing from --seed, and save a case file "
+                                   "for 'repro' (on either target) and 'promote'.")
+    p.add_argument("model", type=Path, metavar="MODEL.gguf")
+    p.add_argument("--tensor", required=True, help="tensor name, e.g. blk.3.ffn_up_exps.weight")
+    p.add_argument("--expert", type=int, help="one expert of an expert tensor (default op then: mul_mat)")
+    p.add_argument("--experts", metavar="E0:E1", help="a range of experts of an expert tensor (default: all)")
+    p.add_argument("--rows", metavar="R0:R1", help="a range of weight rows (default: all)")
+    p.add_argument("--tokens", type=int, default=8, help="activation rows (tokens), random routing (default 8)")
+    p.add_argument("--routing", metavar="N0,N1,...",
+                   help="tokens per selected expert instead of random routing, e.g. 1,31,32,33")
+    p.add_argument("--top-k", type=int, default=2, help="experts per token (default 2)")
+    p.add_argument("--op", choices=["mul_mat", "mul_mat_id", "moe_up_gate"],
+                   help="operation (default: mul_mat_id for an expert tensor, else mul_mat)")
+    p.add_argument("--gate-tensor", help="moe_up_gate: the gate tensor (default: the name with ffn_up -> ffn_gate)")
+    p.add_argument("--act", choices=["silu", "gelu"], default="silu", help="moe_up_gate activation (default silu)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the activations and routing (default 0)")
+    p.add_argument("--threads", type=_csv(int), default=[1, 2, 4], help="thread counts of the runs (default 1,2,4)")
+    p.add_argument("--out", type=Path, help="case file to write (default: TENSOR-OP-DIGEST.npz here)")
+    p.set_defaults(func=cmd_case_from_gguf)
 
     p = sub.add_parser("promote", help="copy a case into tests/regressions/ so pytest replays it on every run")
     p.add_argument("case", type=Path)

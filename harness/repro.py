@@ -51,12 +51,16 @@ def write_script(case_path: Path, failure: HarnessFailure, describe: str, varian
     return script
 
 
-def replay(path: Path, variant: str | None = None, *, timeout: float | None = None) -> HarnessFailure | None:
+def replay(path: Path, variant: str | None = None, *, timeout: float | None = None,
+           target=None) -> HarnessFailure | None:
+    """`target`: a harness.targets.Target; default: the one recorded in the case."""
     from .runner import Runner
+    from .targets import Target
 
     case = load_case(path)
+    target = target or Target.from_dict(case.target)
     with tempfile.TemporaryDirectory(prefix="iq1m-repro-") as work, \
-            Runner(variant or case.variant, Path(work), echo_build=False, timeout=timeout) as runner:
+            Runner(variant or case.variant, Path(work), echo_build=False, timeout=timeout, target=target) as runner:
         try:
             runner.check(runner.portable(case))
         except HarnessFailure as failure:
@@ -69,12 +73,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("case", type=Path, help="a .npz case file")
     parser.add_argument("--variant", help="build variant to replay on (default: the one recorded in the case)")
     parser.add_argument("--timeout", type=float, help="seconds before the kernel counts as hung")
+    from .cli import add_target_arguments, target_from_args
+
+    add_target_arguments(parser, replay=True)
     args = parser.parse_args(argv)
     try:
         case = load_case(args.case)
         variant = args.variant or case.variant
-        print(f"replaying {args.case} on variant {variant}: {case.describe()}", flush=True)
-        failure = replay(args.case, variant, timeout=args.timeout)
+        target = target_from_args(args, case.target)
+        where = target.label() if target.is_ggml else f"variant {variant}"
+        print(f"replaying {args.case} on {where}: {case.describe()}", flush=True)
+        failure = replay(args.case, variant, timeout=args.timeout, target=target)
     except UsageError as exc:
         print(f"iq1m-harness: {exc}", file=sys.stderr)
         return 2

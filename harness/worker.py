@@ -58,9 +58,14 @@ def signal_name(returncode: int) -> str:
 
 
 class Worker:
-    def __init__(self, library: Path, variant: Variant, log_dir: Path):
+    def __init__(self, library: Path, variant: Variant, log_dir: Path, *, ggml: bool = False,
+                 extra_env: dict[str, str] | None = None):
+        """`library`: the kernels' .so, or with ggml=True the directory of ggml's libraries;
+        `extra_env`: set in the worker's environment (e.g. GGML_CPU_TILED_MM=0)."""
         self.library = Path(library)
         self.variant = variant
+        self.ggml = ggml
+        self.extra_env = dict(extra_env or {})
         self.log_dir = Path(log_dir)
         self.log_dir.mkdir(parents=True, exist_ok=True)
         self.proc: subprocess.Popen | None = None
@@ -73,11 +78,13 @@ class Worker:
     def start(self) -> dict:
         env = dict(os.environ)
         env.update(sanitizer_environment(self.variant))
+        env.update(self.extra_env)
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(PROJECT_ROOT), env.get("PYTHONPATH", "")]))
         if getattr(self, "_stderr", None) is None or self._stderr.closed:
             self._stderr = open(self._stderr_path, "ab")
         since = self._stderr_path.stat().st_size
-        self.proc = subprocess.Popen([sys.executable, "-m", "harness._worker_main", str(self.library)],
+        target_args = ["--ggml", str(self.library)] if self.ggml else [str(self.library)]
+        self.proc = subprocess.Popen([sys.executable, "-m", "harness._worker_main", *target_args],
                                      stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self._stderr,
                                      env=env, start_new_session=True)
         self._buffer = b""
@@ -86,8 +93,10 @@ class Worker:
             death = self._death()
             self._kill()
             last = (self.stderr_tail(since).strip().splitlines() or ["no message"])[-1]
+            fix = ("check --ggml-lib-dir (a directory with your build's libggml*.so) or reinstall "
+                   "llama-cpp-python" if self.ggml else "rebuild it with 'iq1m-harness build --rebuild'")
             raise WorkerStartError(f"the kernel worker could not start with {self.library} ({death}: {last}); "
-                                   f"rebuild it with 'iq1m-harness build --rebuild' (full log: {self._stderr_path})")
+                                   f"{fix} (full log: {self._stderr_path})")
         self.hello = json.loads(line)
         return self.hello
 
