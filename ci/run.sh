@@ -15,6 +15,9 @@ export HYPOTHESIS_PROFILE=ci
 stage "README test command"
 python -m pip install -e '.[test]' && python -m pytest
 
+stage "self-tests: fault-injected builds, isolation, campaigns (pytest -m slow)"
+python -m pytest -m slow
+
 stage "property suite on the address+undefined sanitizer build"
 python -m pytest -q tests/kernels/test_properties.py tests/test_regressions.py --iq1m-variant asan
 

@@ -12,6 +12,8 @@ import pytest
 
 from harness.cases import load_case
 
+pytestmark = pytest.mark.slow
+
 FUZZ = [sys.executable, "-m", "harness.cli", "fuzz"]
 
 

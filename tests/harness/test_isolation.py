@@ -12,6 +12,8 @@ from harness.cases import load_case
 from harness.errors import KernelCrash, KernelHang
 from harness.runner import Runner
 
+pytestmark = pytest.mark.slow
+
 FAULTS = [
     ("small_expert_segv", KernelCrash, "SIGSEGV", None),
     ("small_expert_abort", KernelCrash, "SIGABRT", None),
