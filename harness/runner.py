@@ -51,6 +51,7 @@ class Runner:
         self.cases_run = 0
         # what the checks found that is not (or, for ggml without strict, not counted as) a failure
         self.findings: list[dict] = []
+        self.finding_counts: dict[str, int] = {}  # per kind, also past MAX_KEPT_FINDINGS
         self.stats = {"cases": 0, "batch_checked": 0, "batch_divergent": 0, "thread_checked": 0,
                       "thread_divergent": 0, "q8k_differs": 0, "max_bound_ratio": {}}
 
@@ -127,12 +128,10 @@ class Runner:
                 self.stats["thread_checked"] += 1
             if report.thread_divergence:
                 self.stats["thread_divergent"] += 1
-                self._finding("thread-divergence", case, path, report.thread_divergence)
-                keep = True
+                keep = self._finding("thread-divergence", case, path, report.thread_divergence) or keep
             if report.q8k_difference:
                 self.stats["q8k_differs"] += 1
-                self._finding("q8k-differs", case, path, report.q8k_difference)
-                keep = True
+                keep = self._finding("q8k-differs", case, path, report.q8k_difference) or keep
         else:
             check_outcomes(case, outcomes, case_path=path)
         if self.batch_check and outcomes and outcomes[0].output is not None:
@@ -163,16 +162,26 @@ class Runner:
         if self.target.invariance_fails:
             raise BatchDivergence(message, case_path=path, detail=f"{case.describe()}\n{diff}\n"
                                   f"one-token sub-case saved at: {sub_path}")
-        self._finding("batch-divergence", case, path, diff, sub_path=sub_path)
-        return True
+        kept = self._finding("batch-divergence", case, path, diff, sub_path=sub_path)
+        if not kept:
+            sub_path.unlink(missing_ok=True)
+        return kept
 
-    def _finding(self, kind: str, case: Case, path: Path, detail: str, sub_path: Path | None = None) -> None:
+    MAX_KEPT_FINDINGS = 20
+
+    def _finding(self, kind: str, case: Case, path: Path, detail: str, sub_path: Path | None = None) -> bool:
+        """Record a finding; its case files are kept for the first MAX_KEPT_FINDINGS of each
+        kind (returns whether they are), later ones are only counted."""
+        n = self.finding_counts[kind] = self.finding_counts.get(kind, 0) + 1
+        if n > self.MAX_KEPT_FINDINGS:
+            return False
         counts = case.expert_token_counts().tolist()
         self.findings.append({"kind": kind, "target": self.target.label(), "op": case.op,
                               "describe": case.describe(), "expert_token_counts": counts,
                               "threads": sorted({r.n_threads for r in case.runs}),
                               "case": str(path), "sub_case": str(sub_path) if sub_path else "",
                               "detail": detail[:3000]})
+        return True
 
     def findings_summary(self) -> str:
         """A few lines for a person: what the checks found on this target."""
@@ -193,7 +202,8 @@ class Runner:
             by_kind.setdefault(f["kind"], []).append(f)
         for kind, items in sorted(by_kind.items()):
             first = items[0]
-            lines.append(f"  finding {kind} x{len(items)}, e.g. {first['describe']} (case {first['case']})")
+            lines.append(f"  finding {kind} x{self.finding_counts.get(kind, len(items))}, e.g. {first['describe']} "
+                         f"(case {first['case']})")
         return "\n".join(lines)
 
 
