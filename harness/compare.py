@@ -307,7 +307,14 @@ def check_bound_outcomes(case: Case, outcomes: list[Outcome], q8k: np.ndarray, c
     for o in outcomes:
         if canon is None:
             break
-        ok = reference.within_bound(o.output, exact, bound, canon) | _outside_model_ok(o.output, exact, bound, canon)
+        if case.op == "moe_up_gate":
+            # outside the model an up or gate value beyond float32 range (or overflowed in
+            # the target's own order) propagates through act and the product arbitrarily
+            # (-inf gate -> act 0 -> 0 output, for instance): those elements are not judged
+            outside_ok = _outside_model(bound, canon)
+        else:
+            outside_ok = _outside_model_ok(o.output, exact, bound, canon)
+        ok = reference.within_bound(o.output, exact, bound, canon) | outside_ok
         if not ok.all():
             bad = np.argwhere(~ok)
             lines = [f"{len(bad)} of {ok.size} elements outside the float64 bound "
