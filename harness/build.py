@@ -49,7 +49,7 @@ def parse_variant(name: str) -> Variant:
     if name == "no-direct":
         return Variant(name, ("-DCMAKE_BUILD_TYPE=Release", "-DIQ1M_DIRECT_KERNEL=OFF"))
     if name.startswith("prebuilt:"):
-        return Variant(name, ())
+        return Variant(name, (), sanitizer=_linked_sanitizer(Path(name.split(":", 1)[1])))
     if name.startswith("fault:"):
         fault = name.split(":", 1)[1]
         if not _FAULT_NAME.match(fault):
@@ -57,6 +57,19 @@ def parse_variant(name: str) -> Variant:
         return Variant(name, ("-DCMAKE_BUILD_TYPE=Release", f"-DIQ1M_FAULT={fault}"))
     raise UsageError(f"unknown build variant {name!r}: use release, asan, tsan, no-direct, fault:NAME "
                      f"or prebuilt:PATH")
+
+
+def _linked_sanitizer(library: Path) -> str:
+    """The sanitizer runtime a prebuilt library needs preloaded (from its DT_NEEDED names)."""
+    try:
+        data = library.read_bytes()
+    except OSError:
+        return ""  # reported as missing when it is built
+    if b"libtsan.so" in data:
+        return "thread"
+    if b"libasan.so" in data:
+        return "address,undefined"
+    return ""
 
 
 def find_cmake() -> str:

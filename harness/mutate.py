@@ -5,9 +5,10 @@ copy, the library rebuilt incrementally (one translation unit and the link), and
 - a compile error makes it stillborn (not counted);
 - a library byte-identical to the unmutated one makes it equivalent (dead or compiled-out
   code: the fault-injection blocks, for example);
-- otherwise the default pytest profile runs fail-fast against it in a separate process
+- otherwise the default property suite runs fail-fast against it in a separate process
   (`--iq1m-variant prebuilt:LIB`, profile `mutation`: the ci profile's examples without
-  shrinking, which kills the same mutants sooner); any failure, crash or hang kills it.
+  shrinking, which kills the same mutants sooner), on the release build, then the
+  no-direct build, then address+undefined (KILL_CHAIN); any failure, crash or hang kills it.
 Mutants listed in kernels/mutants-equivalent.txt (id and a reason) are skipped.
 The score is killed / (killed + survived); the report lists every survivor with its diff.
 """
@@ -31,7 +32,7 @@ from .errors import UsageError
 from .mutants import Mutant, all_mutants, load_equivalent
 
 EQUIVALENT_LIST = KERNELS_DIR / "mutants-equivalent.txt"
-DEFAULT_TESTS = ("tests/kernels", "tests/test_regressions.py")
+DEFAULT_TESTS = ("tests/kernels/test_properties.py", "tests/test_regressions.py")
 
 
 @dataclass
@@ -46,68 +47,96 @@ class MutantResult:
     detail: str = ""
 
 
+# A mutant is run against these builds in turn and killed by the first that fails: the
+# release build, the seed's configuration without the direct kernel (whose scalar
+# fallback the release build never calls), and address+undefined (memory errors that
+# leave release outputs intact).
+KILL_CHAIN = (
+    ("release", ("-DCMAKE_BUILD_TYPE=Release",)),
+    ("no-direct", ("-DCMAKE_BUILD_TYPE=Release", "-DIQ1M_DIRECT_KERNEL=OFF")),
+    ("asan", ("-DCMAKE_BUILD_TYPE=RelWithDebInfo", "-DIQ1M_SANITIZE=address,undefined")),
+)
+
+
 class Workspace:
-    """A private copy of kernels/ with its own incremental CMake build."""
+    """A private copy of kernels/ with one incremental CMake build per kill-chain variant."""
 
     def __init__(self, root: Path, cmake: str, compiler: str):
         self.root = root
         self.src = root / "kernels"
-        self.build_dir = root / "build"
         if self.src.exists():
             shutil.rmtree(self.src)
         shutil.copytree(KERNELS_DIR, self.src, ignore=shutil.ignore_patterns("build*", "__pycache__"))
         self.cmake = cmake
-        subprocess.run([cmake, "-S", str(self.src), "-B", str(self.build_dir), "-DCMAKE_BUILD_TYPE=Release",
-                        f"-DCMAKE_C_COMPILER={compiler}"], check=True, capture_output=True)
-        ok, log = self.rebuild()
-        if not ok:
-            raise UsageError(f"the unmutated kernels do not build in {self.root}:\n{log[-2000:]}")
-        self.baseline_digest = self.library_digest()
+        self.baseline: dict[str, str] = {}
+        for name, options in KILL_CHAIN:
+            subprocess.run([cmake, "-S", str(self.src), "-B", str(self.build_dir(name)),
+                            f"-DCMAKE_C_COMPILER={compiler}", *options], check=True, capture_output=True)
+            ok, log = self.rebuild(name)
+            if not ok:
+                raise UsageError(f"the unmutated kernels do not build ({name}) in {self.root}:\n{log[-2000:]}")
+            self.baseline[name] = self.library_digest(name)
 
-    def rebuild(self) -> tuple[bool, str]:
-        p = subprocess.run([self.cmake, "--build", str(self.build_dir), "--target", "iq1m", "-j", "1"],
+    def build_dir(self, variant: str) -> Path:
+        return self.root / f"build-{variant}"
+
+    def rebuild(self, variant: str) -> tuple[bool, str]:
+        p = subprocess.run([self.cmake, "--build", str(self.build_dir(variant)), "--target", "iq1m", "-j", "1"],
                            capture_output=True, text=True)
         return p.returncode == 0, p.stdout + p.stderr
 
-    def library(self) -> Path:
-        return next(self.build_dir.rglob("libiq1m.so"))
+    def library(self, variant: str) -> Path:
+        return next(self.build_dir(variant).rglob("libiq1m.so"))
 
-    def library_digest(self) -> str:
-        return hashlib.sha256(self.library().read_bytes()).hexdigest()
+    def library_digest(self, variant: str) -> str:
+        return hashlib.sha256(self.library(variant).read_bytes()).hexdigest()
 
 
 def run_one(ws: Workspace, m: Mutant, tests: list[str], timeout: float, lib_dir: Path) -> MutantResult:
     path = ws.src / m.file
     original = path.read_text()
     t0 = time.monotonic()
+
+    def result(status, detail=""):
+        return MutantResult(m.mid, m.file, m.line, m.operator, status, time.monotonic() - t0, m.diff(original),
+                            detail)
+
     try:
         path.write_text(m.apply(original))
-        ok, log = ws.rebuild()
-        if not ok:
-            return MutantResult(m.mid, m.file, m.line, m.operator, "stillborn", time.monotonic() - t0,
-                                m.diff(original), log[-500:])
-        if ws.library_digest() == ws.baseline_digest:
-            return MutantResult(m.mid, m.file, m.line, m.operator, "equivalent-binary", time.monotonic() - t0,
-                                m.diff(original))
-        lib = lib_dir / f"libiq1m-{m.mid}.so"
-        shutil.copyfile(ws.library(), lib)
-        env = dict(os.environ, HYPOTHESIS_PROFILE="mutation", IQ1M_RUNS_DIR=str(ws.root / "runs"),
-                   IQ1M_BASE_TIMEOUT="3")
-        t_test = time.monotonic()
-        try:
-            p = subprocess.run([sys.executable, "-m", "pytest", "-x", "-q", "-p", "no:cacheprovider",
-                                f"--iq1m-variant=prebuilt:{lib}", *tests], cwd=PROJECT_ROOT, env=env,
-                               capture_output=True, text=True, timeout=timeout)
-            status = "killed" if p.returncode != 0 else "survived"
-            detail = _first_failure(p.stdout) if status == "killed" else ""
-        except subprocess.TimeoutExpired:
-            status, detail = "killed", f"test run exceeded {timeout:.0f} s (hang)"
-        lib.unlink(missing_ok=True)
-        shutil.rmtree(ws.root / "runs", ignore_errors=True)
-        return MutantResult(m.mid, m.file, m.line, m.operator, status, time.monotonic() - t_test,
-                            m.diff(original), detail)
+        changed = []
+        for name, _ in KILL_CHAIN:
+            ok, log = ws.rebuild(name)
+            if not ok:
+                return result("stillborn", log[-500:])
+            if ws.library_digest(name) != ws.baseline[name]:
+                changed.append(name)
+        if not changed:
+            return result("equivalent-binary")
+        for name in changed:
+            killed, detail = _run_suite(ws, ws.library(name), m, tests, timeout, lib_dir)
+            if killed:
+                return result("killed", f"[{name}] {detail}")
+        return result("survived", f"survived {', '.join(changed)}")
     finally:
         path.write_text(original)
+
+
+def _run_suite(ws: Workspace, library: Path, m: Mutant, tests: list[str], timeout: float, lib_dir: Path
+               ) -> tuple[bool, str]:
+    lib = lib_dir / f"libiq1m-{m.mid}.so"
+    shutil.copyfile(library, lib)
+    env = dict(os.environ, HYPOTHESIS_PROFILE="mutation", IQ1M_RUNS_DIR=str(ws.root / "runs"),
+               IQ1M_BASE_TIMEOUT="3")
+    try:
+        p = subprocess.run([sys.executable, "-m", "pytest", "-x", "-q", "-p", "no:cacheprovider",
+                            f"--iq1m-variant=prebuilt:{lib}", *tests], cwd=PROJECT_ROOT, env=env,
+                           capture_output=True, text=True, timeout=timeout)
+        return p.returncode != 0, _first_failure(p.stdout)
+    except subprocess.TimeoutExpired:
+        return True, f"test run exceeded {timeout:.0f} s (hang)"
+    finally:
+        lib.unlink(missing_ok=True)
+        shutil.rmtree(ws.root / "runs", ignore_errors=True)
 
 
 def _first_failure(stdout: str) -> str:
