@@ -1,0 +1,61 @@
+"""The mutant generator: sites in code only, stable ids, exact application."""
+from pathlib import Path
+
+from harness.mutants import all_mutants, find_mutants, load_equivalent
+
+SOURCE = """#include <stdint.h>
+/* a + b in a comment */
+static int f(const int *p, int n) {
+    int s = 0;  // s - 1
+    for (int i = 0; i < n; ++i) s += p[i] * 2;
+    g(n, s);
+    puts("a < b");
+    return s >> 1;
+}
+"""
+
+
+def _mutants(tmp_path, text=SOURCE):
+    path = tmp_path / "k.c"
+    path.write_text(text)
+    return find_mutants(path, "src/k.c")
+
+
+def test_sites_are_code_only(tmp_path):
+    ms = _mutants(tmp_path)
+    lines = {m.line for m in ms}
+    assert 1 not in lines and 2 not in lines  # include, comment
+    assert not any(m.line == 7 and m.original == "<" for m in ms)  # inside a string
+    assert not any(m.line == 3 and m.original == "*" for m in ms)  # pointer declarator
+    ops = {(m.line, m.original, m.replacement) for m in ms}
+    assert (5, "<", "<=") in ops and (5, "*", "/") in ops and (8, ">>", "<<") in ops
+    assert (5, "2", "3") in ops and (5, "2", "1") in ops
+    assert any(m.operator == "swap-args" and m.replacement == "s, n" for m in ms)
+    assert any(m.operator == "drop-statement" and m.line == 6 for m in ms)
+
+
+def test_apply_changes_exactly_one_site(tmp_path):
+    for m in _mutants(tmp_path):
+        mutated = m.apply(SOURCE)
+        before, after = SOURCE.split("\n"), mutated.split("\n")
+        assert [i for i, (a, b) in enumerate(zip(before, after)) if a != b] == [m.line - 1]
+        assert m.replacement in after[m.line - 1]
+
+
+def test_ids_survive_unrelated_edits(tmp_path):
+    first = {m.mid for m in _mutants(tmp_path)}
+    shifted = {m.mid for m in _mutants(tmp_path, "/* new header line */\n" + SOURCE)}
+    assert first == shifted
+    assert len(first) == len(_mutants(tmp_path))  # ids are unique
+
+
+def test_generated_tables_are_not_mutated():
+    kernels = Path(__file__).resolve().parents[2] / "kernels"
+    files = {m.file for m in all_mutants(kernels)}
+    assert "src/grid.c" not in files and "src/ops.c" in files
+
+
+def test_equivalent_list_format(tmp_path):
+    path = tmp_path / "eq.txt"
+    path.write_text("# comment\nabc123 fault block only\n\ndef456 dead store\n")
+    assert load_equivalent(path) == {"abc123": "fault block only", "def456": "dead store"}
