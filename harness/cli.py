@@ -7,6 +7,7 @@
     iq1m-harness promote CASE              copy a case into tests/regressions/
     iq1m-harness case-from-gguf MODEL.gguf --tensor NAME   a case from a real IQ1_M tensor
     iq1m-harness mutate --sample N         mutation score of the default test suite
+    iq1m-harness bench [--smoke]           our kernels vs mainline ggml: GOP/s, ratios, roofline
 """
 from __future__ import annotations
 
@@ -125,6 +126,12 @@ def cmd_mutate(args) -> int:
     return run_from_args(args)
 
 
+def cmd_bench(args) -> int:
+    from .bench import run_from_args
+
+    return run_from_args(args)
+
+
 def cmd_case_from_gguf(args) -> int:
     from .cases import save_case
     from .gguf_cases import case_from_gguf
@@ -198,6 +205,16 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_mutate_arguments(p)
     p.set_defaults(func=cmd_mutate)
+
+    p = sub.add_parser("bench", help="time our kernels and mainline ggml side by side (GOP/s, ratio, roofline)",
+                       description="mul_mat K=M=4096 and a Kimi-K2-like MoE layer (fused up+gate vs ggml's two "
+                                   "mul_mat_id + activation) at 1 and 2 threads, alternating runs of both libraries "
+                                   "in this process; medians, spreads, ratios, the int8 peak and bandwidth; "
+                                   "bench.{json,md,png} in --out.")
+    from .bench import add_arguments as add_bench_arguments
+
+    add_bench_arguments(p)
+    p.set_defaults(func=cmd_bench)
 
     p = sub.add_parser("case-from-gguf", help="build a case file from a real IQ1_M tensor of a GGUF model",
                        description="Read one IQ1_M tensor of MODEL.gguf (a 2-D [K, rows] matrix or an expert tensor "
