@@ -55,3 +55,55 @@ def test_fuzz_campaign_on_ggml(ggml_lib_dir, tmp_path):
     report = json.loads((out / "report.json").read_text())
     assert report["cases"] > 0 and report["failures"] == []
     assert "findings" in proc.stderr or not (out / "findings").exists(), proc.stderr
+
+
+def test_target_round_trip_and_env_parsing(tmp_path):
+    import pytest
+
+    from harness.errors import UsageError
+    from harness.ggml_binding import find_libraries
+    from harness.targets import Target, parse_env
+
+    t = Target("ggml", lib_dir="/opt/ik/build", env=parse_env(["GGML_CPU_TILED_MM=0", "A=b=c"]))
+    assert Target.from_dict(t.to_dict()) == t and t.env == {"GGML_CPU_TILED_MM": "0", "A": "b=c"}
+    assert t.worker_env()["GGML_NO_BACKTRACE"] == "1" and not t.invariance_fails
+    assert Target.from_dict(t.to_dict(), strict=True).invariance_fails and Target().invariance_fails
+    with pytest.raises(UsageError):
+        parse_env(["NOVALUE"])
+    with pytest.raises(UsageError):
+        Target("cuda")
+    for name in ("libggml-base.so", "libggml-cpu.so", "libggml.so.0"):  # a versioned name is enough
+        (tmp_path / name).write_bytes(b"")
+    assert [p.name for p in find_libraries(tmp_path)] == ["libggml-base.so", "libggml-cpu.so", "libggml.so.0"]
+    (tmp_path / "single").mkdir()
+    (tmp_path / "single" / "libggml.so").write_bytes(b"")
+    assert [p.name for p in find_libraries(tmp_path / "single")] == ["libggml.so"]
+
+
+def test_single_library_layout(ggml_lib_dir, tmp_path):
+    """A directory with one libggml.so (the older API generation's layout, e.g. ik_llama.cpp):
+    here a shim linked against the real libraries, so every symbol resolves through it."""
+    import shutil
+
+    import pytest
+
+    from harness.runner import Runner
+    from harness.targets import Target, resolve_ggml_lib_dir
+
+    if shutil.which("gcc") is None:
+        pytest.skip("needs gcc to link the shim")
+    real = resolve_ggml_lib_dir(ggml_lib_dir or None)
+    shim_dir = tmp_path / "single"
+    shim_dir.mkdir()
+    (tmp_path / "shim.c").write_text("int iq1m_test_shim;\n")
+    libs = [f"-l:{p.name}" for p in sorted(real.glob("libggml*.so")) if p.name in
+            ("libggml-base.so", "libggml-cpu.so", "libggml.so")]
+    subprocess.run(["gcc", "-shared", "-fPIC", "-o", str(shim_dir / "libggml.so"), str(tmp_path / "shim.c"),
+                    "-Wl,--no-as-needed", f"-L{real}", *libs, f"-Wl,-rpath,{real}"], check=True)
+    runner = Runner(target=Target("ggml", lib_dir=str(shim_dir)), work_dir=tmp_path / "run")
+    try:
+        assert runner.hello["ggml"]["api"] == "single"
+        assert runner.hello["ggml"]["libraries"] == [str(shim_dir / "libggml.so")]
+        runner.check(hs.pinned_moe_case("mul_mat_id", [3, 9], ["auto"], rows=5, k=512, top_k=1, seed=9))
+    finally:
+        runner.close()
