@@ -7,6 +7,8 @@
 #include <cpuid.h>
 #include <pthread.h>
 
+#include "repack.h"
+
 static uint64_t xgetbv0(void) {
     uint32_t eax, edx;
     __asm__ volatile("xgetbv" : "=a"(eax), "=d"(edx) : "c"(0));
@@ -61,6 +63,12 @@ static void resolve(iq1m_kernels *k, int32_t isa, const iq1m_ukernel_table *t) {
             }
         if (!k->packed[nc]) k->packed[nc] = s->packed[nc];
     }
+    /* lossy_repack is a fault of the scalar repack: every ISA uses it then (FAULTS.md) */
+#if IQ1M_FAULT_IS(lossy_repack)
+    k->repack = iq1m_repack_panel;
+#else
+    k->repack = t->repack ? t->repack : iq1m_repack_panel;
+#endif
     (void)s;
 }
 

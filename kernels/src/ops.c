@@ -210,7 +210,7 @@ static void gemm_thread(void *arg, int tid, int nth) {
                 for (int m = 0; m < t->n_mats; ++m)
                     for (int64_t p = 0; p < np; ++p) {
                         int64_t left = nr - p * IQ1M_PACK_ROWS;
-                        iq1m_repack_panel(we[m], nb, rb + p * IQ1M_PACK_ROWS,
+                        t->k->repack(we[m], nb, rb + p * IQ1M_PACK_ROWS,
                                           left < IQ1M_PACK_ROWS ? (int)left : IQ1M_PACK_ROWS,
                                           panels[m] + p * nb);
                     }

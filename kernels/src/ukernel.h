@@ -31,10 +31,16 @@ typedef void (*iq1m_packed_ukernel_fn)(int64_t nb, const iq1m_packed_block *pane
                                        const iq1m_block_q8K *const *cols,
                                        float *out, int64_t out_stride);
 
+/* Repack rows [r0, r0 + n_rows) (n_rows 1..16) of a weight matrix (row stride nb*56 bytes)
+   into nb panel blocks; the same bytes as the scalar definition iq1m_repack_panel. */
+typedef void (*iq1m_repack_fn)(const uint8_t *w, int64_t nb, int64_t r0, int n_rows,
+                               iq1m_packed_block *out);
+
 typedef struct {
     const char *name;
     iq1m_direct_ukernel_fn direct[IQ1M_MAX_NC + 1]; /* index = nc; NULL = missing */
     iq1m_packed_ukernel_fn packed[IQ1M_MAX_NC + 1];
+    iq1m_repack_fn repack;                           /* NULL = the scalar repack */
 } iq1m_ukernel_table;
 
 extern const iq1m_ukernel_table iq1m_ukernels_scalar;

@@ -27,4 +27,5 @@ const iq1m_ukernel_table iq1m_ukernels_avx2 = {
     {NULL, iq1m_packed_16x1_avx2, iq1m_packed_16x2_avx2, iq1m_packed_16x3_avx2,
      iq1m_packed_16x4_avx2, iq1m_packed_16x5_avx2, iq1m_packed_16x6_avx2,
      iq1m_packed_16x7_avx2, iq1m_packed_16x8_avx2},
+    NULL /* repack: the scalar definition (src/repack.c) */,
 };

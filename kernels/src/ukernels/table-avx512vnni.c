@@ -14,6 +14,7 @@ DECL(5)
 DECL(6)
 DECL(7)
 DECL(8)
+void iq1m_repack_16xK_avx512vnni(const uint8_t *, int64_t, int64_t, int, iq1m_packed_block *);
 
 const iq1m_ukernel_table iq1m_ukernels_avx512vnni = {
     "avx512vnni",
@@ -27,4 +28,5 @@ const iq1m_ukernel_table iq1m_ukernels_avx512vnni = {
     {NULL, iq1m_packed_16x1_avx512vnni, iq1m_packed_16x2_avx512vnni, iq1m_packed_16x3_avx512vnni,
      iq1m_packed_16x4_avx512vnni, iq1m_packed_16x5_avx512vnni, iq1m_packed_16x6_avx512vnni,
      iq1m_packed_16x7_avx512vnni, iq1m_packed_16x8_avx512vnni},
+    iq1m_repack_16xK_avx512vnni,
 };

@@ -29,4 +29,5 @@ const iq1m_ukernel_table iq1m_ukernels_scalar = {
     {NULL, iq1m_packed_16x1_scalar, iq1m_packed_16x2_scalar, iq1m_packed_16x3_scalar,
      iq1m_packed_16x4_scalar, iq1m_packed_16x5_scalar, iq1m_packed_16x6_scalar,
      iq1m_packed_16x7_scalar, iq1m_packed_16x8_scalar},
+    NULL /* repack: iq1m_repack_panel (src/repack.c) */,
 };
