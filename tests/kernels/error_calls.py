@@ -1,0 +1,85 @@
+"""Run in a subprocess by test_library_errors.py: calls the library with invalid (and
+edge-case valid) arguments through raw ctypes, so NULL pointers and impossible sizes can
+be passed, and prints {name: [status, message]} as JSON. A crash kills only this process."""
+import ctypes
+import json
+import sys
+
+import numpy as np
+
+from harness.binding import Library, _COptions
+
+lib = Library(sys.argv[1]).lib
+P = ctypes.c_void_p
+
+
+def ptr(a):
+    return a.ctypes.data_as(P)
+
+
+def opts(n_threads=1, isa=0, threshold=32, fused=1):
+    return ctypes.byref(_COptions(n_threads, isa, threshold, fused))
+
+
+K, ROWS, T = 256, 3, 2
+w = np.zeros((2, ROWS, 56), np.uint8)
+x = np.ones((T, K), np.float32)
+ids = np.zeros((T, 1), np.int32)
+out = np.zeros((T, 1, ROWS), np.float32)
+bad_x = x.copy()
+bad_x[1, 7] = np.nan
+inf_x = x.copy()
+inf_x[0, 255] = np.inf
+q8 = np.zeros((1, 292), np.uint8)
+
+calls = {
+    "mul_mat K not multiple": lambda: lib.iq1m_mul_mat(ptr(w), ROWS, 300, ptr(x), T, ptr(out), opts()),
+    "mul_mat K zero": lambda: lib.iq1m_mul_mat(ptr(w), ROWS, 0, ptr(x), T, ptr(out), opts()),
+    "mul_mat rows negative": lambda: lib.iq1m_mul_mat(ptr(w), -1, K, ptr(x), T, ptr(out), opts()),
+    "mul_mat tokens negative": lambda: lib.iq1m_mul_mat(ptr(w), ROWS, K, ptr(x), -2, ptr(out), opts()),
+    "mul_mat null weights": lambda: lib.iq1m_mul_mat(None, ROWS, K, ptr(x), T, ptr(out), opts()),
+    "mul_mat null x": lambda: lib.iq1m_mul_mat(ptr(w), ROWS, K, None, T, ptr(out), opts()),
+    "mul_mat null out": lambda: lib.iq1m_mul_mat(ptr(w), ROWS, K, ptr(x), T, None, opts()),
+    "mul_mat nan activation": lambda: lib.iq1m_mul_mat(ptr(w), ROWS, K, ptr(bad_x), T, ptr(out), opts()),
+    "mul_mat inf activation": lambda: lib.iq1m_mul_mat(ptr(w), ROWS, K, ptr(inf_x), T, ptr(out), opts()),
+    "threads zero": lambda: lib.iq1m_mul_mat(ptr(w), ROWS, K, ptr(x), T, ptr(out), opts(n_threads=0)),
+    "threads too many": lambda: lib.iq1m_mul_mat(ptr(w), ROWS, K, ptr(x), T, ptr(out), opts(n_threads=100000)),
+    "isa unknown": lambda: lib.iq1m_mul_mat(ptr(w), ROWS, K, ptr(x), T, ptr(out), opts(isa=9)),
+    "isa negative": lambda: lib.iq1m_mul_mat(ptr(w), ROWS, K, ptr(x), T, ptr(out), opts(isa=-1)),
+    "threshold negative": lambda: lib.iq1m_mul_mat(ptr(w), ROWS, K, ptr(x), T, ptr(out), opts(threshold=-1)),
+    "fused not boolean": lambda: lib.iq1m_mul_mat(ptr(w), ROWS, K, ptr(x), T, ptr(out), opts(fused=2)),
+    "ids too large": lambda: lib.iq1m_mul_mat_id(ptr(w), 2, ROWS, K, ptr(x), T, ptr(np.array([[0], [2]], np.int32)), 1,
+                                                 ptr(out), opts()),
+    "ids below -1": lambda: lib.iq1m_mul_mat_id(ptr(w), 2, ROWS, K, ptr(x), T, ptr(np.array([[-2], [0]], np.int32)),
+                                                1, ptr(out), opts()),
+    "experts zero": lambda: lib.iq1m_mul_mat_id(ptr(w), 0, ROWS, K, ptr(x), T, ptr(ids), 1, ptr(out), opts()),
+    "top_k zero": lambda: lib.iq1m_mul_mat_id(ptr(w), 2, ROWS, K, ptr(x), T, ptr(ids), 0, ptr(out), opts()),
+    "null ids": lambda: lib.iq1m_mul_mat_id(ptr(w), 2, ROWS, K, ptr(x), T, None, 1, ptr(out), opts()),
+    "moe unknown act": lambda: lib.iq1m_moe_up_gate(ptr(w), ptr(w), 2, ROWS, K, ptr(x), T, ptr(ids), 1, 7, ptr(out),
+                                                    opts()),
+    "moe null gate": lambda: lib.iq1m_moe_up_gate(ptr(w), None, 2, ROWS, K, ptr(x), T, ptr(ids), 1, 0, ptr(out),
+                                                  opts()),
+    "moe null up": lambda: lib.iq1m_moe_up_gate(None, ptr(w), 2, ROWS, K, ptr(x), T, ptr(ids), 1, 0, ptr(out),
+                                                opts()),
+    "moe nan activation": lambda: lib.iq1m_moe_up_gate(ptr(w), ptr(w), 2, ROWS, K, ptr(bad_x), T, ptr(ids), 1, 1,
+                                                       ptr(out), opts()),
+    "activation unknown": lambda: lib.iq1m_activation(3, ptr(x), ptr(out), 4),
+    "activation negative n": lambda: lib.iq1m_activation(0, ptr(x), ptr(out), -1),
+    "activation null": lambda: lib.iq1m_activation(0, None, ptr(out), 4),
+    "quantize K not multiple": lambda: lib.iq1m_quantize_q8_K(ptr(x), ptr(q8), 100),
+    "quantize nan": lambda: lib.iq1m_quantize_q8_K(ptr(bad_x[1]), ptr(q8), 256),
+    "quantize null": lambda: lib.iq1m_quantize_q8_K(None, ptr(q8), 256),
+    "dequantize K not multiple": lambda: lib.iq1m_dequantize_iq1_m(ptr(w), ptr(out), 257),
+    "dequantize null": lambda: lib.iq1m_dequantize_iq1_m(None, ptr(out), 256),
+    # valid edge cases
+    "zero tokens, null x and out": lambda: lib.iq1m_mul_mat(ptr(w), ROWS, K, None, 0, None, opts()),
+    "zero rows, null weights": lambda: lib.iq1m_mul_mat(None, 0, K, ptr(x), T, ptr(out), opts()),
+    "null options mean defaults": lambda: lib.iq1m_mul_mat(ptr(w), ROWS, K, ptr(x), T, ptr(out), None),
+    "moe zero tokens": lambda: lib.iq1m_moe_up_gate(ptr(w), ptr(w), 2, ROWS, K, None, 0, None, 1, 0, None, opts()),
+    "activation empty": lambda: lib.iq1m_activation(1, None, None, 0),
+}
+results = {}
+for name, call in calls.items():
+    status = call()
+    results[name] = [status, lib.iq1m_last_error().decode()]
+print(json.dumps(results))

@@ -1,0 +1,73 @@
+"""Invalid arguments return the right status and a message that says what is wrong; valid
+edge cases (no tokens, no rows, NULL options) succeed. The calls run in a subprocess:
+"never aborts" is part of what is tested."""
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from harness.worker import sanitizer_environment
+
+OK, NULL, SHAPE, EXPERT_ID, NONFINITE, THREADS, ISA, NOMEM, INVALID = range(9)
+
+EXPECTED = {
+    "mul_mat K not multiple": (SHAPE, "300"),
+    "mul_mat K zero": (SHAPE, "k = 0"),
+    "mul_mat rows negative": (SHAPE, "rows"),
+    "mul_mat tokens negative": (SHAPE, "n_tokens"),
+    "mul_mat null weights": (NULL, "weights"),
+    "mul_mat null x": (NULL, "x"),
+    "mul_mat null out": (NULL, "out"),
+    "mul_mat nan activation": (NONFINITE, "x[1][7]"),
+    "mul_mat inf activation": (NONFINITE, "x[0][255]"),
+    "threads zero": (THREADS, "n_threads = 0"),
+    "threads too many": (THREADS, "n_threads = 100000"),
+    "isa unknown": (ISA, "9"),
+    "isa negative": (ISA, "-1"),
+    "threshold negative": (INVALID, "repack_threshold"),
+    "fused not boolean": (INVALID, "fused"),
+    "ids too large": (EXPERT_ID, "ids[1][0] = 2"),
+    "ids below -1": (EXPERT_ID, "ids[0][0] = -2"),
+    "experts zero": (SHAPE, "n_experts"),
+    "top_k zero": (SHAPE, "top_k"),
+    "null ids": (NULL, "ids"),
+    "moe unknown act": (INVALID, "activation 7"),
+    "moe null gate": (NULL, "gate"),
+    "moe null up": (NULL, "up"),
+    "moe nan activation": (NONFINITE, "x[1][7]"),
+    "activation unknown": (INVALID, "activation 3"),
+    "activation negative n": (SHAPE, "n = -1"),
+    "activation null": (NULL, "x"),
+    "quantize K not multiple": (SHAPE, "100"),
+    "quantize nan": (NONFINITE, "x[7]"),
+    "quantize null": (NULL, "x"),
+    "dequantize K not multiple": (SHAPE, "257"),
+    "dequantize null": (NULL, "blocks"),
+    "zero tokens, null x and out": (OK, ""),
+    "zero rows, null weights": (OK, ""),
+    "null options mean defaults": (OK, ""),
+    "moe zero tokens": (OK, ""),
+    "activation empty": (OK, ""),
+}
+
+
+@pytest.fixture(scope="module")
+def results(iq1m_runner):
+    env = dict(os.environ, **sanitizer_environment(iq1m_runner.variant))
+    proc = subprocess.run([sys.executable, str(Path(__file__).with_name("error_calls.py")), str(iq1m_runner.library)],
+                          capture_output=True, text=True, env=env, timeout=120)
+    assert proc.returncode == 0, f"the library died on invalid input (status {proc.returncode}):\n{proc.stderr[-3000:]}"
+    return json.loads(proc.stdout)
+
+
+@pytest.mark.parametrize("name", sorted(EXPECTED))
+def test_status_and_message(results, name):
+    code, fragment = EXPECTED[name]
+    got_code, message = results[name]
+    assert got_code == code, f"{name}: status {got_code} ({message!r}), expected {code}"
+    assert fragment in message, f"{name}: message {message!r} does not mention {fragment!r}"
+    if code == OK:
+        assert message == ""
