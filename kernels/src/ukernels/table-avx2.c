@@ -15,6 +15,8 @@ DECL(6)
 DECL(7)
 DECL(8)
 
+void iq1m_repack_16xK_avx2(const uint8_t *, int64_t, int64_t, int, iq1m_packed_block *);
+
 const iq1m_ukernel_table iq1m_ukernels_avx2 = {
     "avx2",
 #if defined(IQ1M_NO_DIRECT_KERNEL) && IQ1M_NO_DIRECT_KERNEL
@@ -27,5 +29,5 @@ const iq1m_ukernel_table iq1m_ukernels_avx2 = {
     {NULL, iq1m_packed_16x1_avx2, iq1m_packed_16x2_avx2, iq1m_packed_16x3_avx2,
      iq1m_packed_16x4_avx2, iq1m_packed_16x5_avx2, iq1m_packed_16x6_avx2,
      iq1m_packed_16x7_avx2, iq1m_packed_16x8_avx2},
-    NULL /* repack: the scalar definition (src/repack.c) */,
+    iq1m_repack_16xK_avx2,
 };
