@@ -85,11 +85,20 @@ def random_routing(rng: np.random.Generator, n_tokens: int, n_experts: int, top_
 class OursRunner:
     def __init__(self, lib: Library):
         self.lib = lib
+        lib.lib.iq1m_default_options.restype = None
+        lib.lib.iq1m_default_options.argtypes = [ctypes.POINTER(_COptions)]
+
+    def _options(self, n_threads: int) -> _COptions:
+        """The library's defaults (ISA auto, its repack threshold, fused), n_threads."""
+        opt = _COptions()
+        self.lib.lib.iq1m_default_options(ctypes.byref(opt))
+        opt.n_threads = n_threads
+        return opt
 
     def mul_mat(self, w: np.ndarray, x: np.ndarray, n_threads: int):
         rows, k, n = w.shape[0], x.shape[1], x.shape[0]
         out = np.zeros((n, rows), dtype=np.float32)
-        opt = _COptions(n_threads, 0, 32, 1)
+        opt = self._options(n_threads)
         fn = self.lib.lib.iq1m_mul_mat
         args = (w.ctypes.data_as(_p), rows, k, x.ctypes.data_as(_p), n, out.ctypes.data_as(_p), ctypes.byref(opt))
 
@@ -103,7 +112,8 @@ class OursRunner:
         n_experts, rows = w_up.shape[0], w_up.shape[1]
         n_tokens, top_k = ids.shape
         out = np.zeros((n_tokens, top_k, rows), dtype=np.float32)
-        opt = _COptions(n_threads, 0, 32, 1)
+        opt = self._options(n_threads)
+        opt.fused = 1
         fn = self.lib.lib.iq1m_moe_up_gate
         args = (w_up.ctypes.data_as(_p), w_gate.ctypes.data_as(_p), n_experts, rows, x.shape[1], x.ctypes.data_as(_p),
                 n_tokens, ids.ctypes.data_as(_p), top_k, 0, out.ctypes.data_as(_p), ctypes.byref(opt))

@@ -1,0 +1,85 @@
+"""`iq1m-harness bench --smoke`: the outputs' structure and that every ratio comes from the
+same run's alternating measurements. Nothing here looks at speed (a shared machine's
+timings are noise to a test)."""
+from __future__ import annotations
+
+import json
+import statistics
+
+import pytest
+
+from harness import bench
+from harness.cli import build_parser
+
+
+@pytest.fixture(scope="module")
+def smoke_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("bench")
+    args = build_parser().parse_args(["bench", "--smoke", "--out", str(out), "--reps", "3", "--min-time", "0.005"])
+    assert args.func(args) == 0
+    return out, json.loads((out / "bench.json").read_text())
+
+
+def test_outputs_written(smoke_run):
+    out, summary = smoke_run
+    assert (out / "bench.md").read_text().startswith("# iq1m-harness bench")
+    png = (out / "bench.png").read_bytes()
+    assert png[:8] == b"\x89PNG\r\n\x1a\n"
+    assert summary["smoke"] is True and summary["reps"] == 3
+    assert {"info", "peak", "records", "targets", "threads"} <= set(summary)
+
+
+def test_shapes_and_threads(smoke_run):
+    _, summary = smoke_run
+    recs = summary["records"]
+    ops = {r["op"] for r in recs}
+    assert ops == {"mul_mat", "moe_up_gate"}
+    for r in recs:
+        assert r["threads"] in summary["threads"]
+        assert r["ops"] == bench.shape_ops(r) > 0
+        o = r["ours"]
+        assert len(o["times_s"]) == summary["reps"] and all(t > 0 for t in o["times_s"])
+        assert o["median_s"] == pytest.approx(statistics.median(o["times_s"]), rel=1e-6)
+        assert o["gops"] == pytest.approx(r["ops"] / o["median_s"] * 1e-9, rel=1e-2, abs=0.01)
+        assert o["spread"] >= 0
+    seen = {(r["op"], r["tokens"], r["threads"]) for r in recs}
+    assert len(seen) == len(recs)
+
+
+def test_ratios_from_same_run(smoke_run):
+    _, summary = smoke_run
+    if "unavailable" in summary["info"]["ggml"]:
+        pytest.skip(f"ggml not available: {summary['info']['ggml']['unavailable']}")
+    for r in summary["records"]:
+        o, g = r["ours"], r["ggml"]
+        assert len(g["times_s"]) == len(o["times_s"]) == summary["reps"]
+        # alternating: ours rep i starts before ggml rep i, which starts before ours rep i+1
+        for i in range(summary["reps"]):
+            assert o["starts_s"][i] < g["starts_s"][i]
+            if i + 1 < summary["reps"]:
+                assert g["starts_s"][i] < o["starts_s"][i + 1]
+        assert r["ratio"] == pytest.approx(g["median_s"] / o["median_s"], rel=2e-3)
+        paired = statistics.median(gt / ot for ot, gt in zip(o["times_s"], g["times_s"]))
+        assert r["ratio_paired"] == pytest.approx(paired, rel=2e-3, abs=1e-3)
+        # the same product on both sides (ggml rounds differently: loose)
+        assert r["max_rel_diff_vs_ggml"] < 1e-2
+
+
+def test_roofline_lines(smoke_run):
+    _, summary = smoke_run
+    peak = summary["peak"]
+    if peak is None:
+        pytest.skip("peak library unavailable")
+    for t in summary["threads"]:
+        assert peak["int8_gops"][str(t)] > 0 and peak["read_gbs"][str(t)] > 0
+    for r in summary["records"]:
+        assert r["peak_fraction_ours"] == pytest.approx(r["ours"]["gops"] / peak["int8_gops"][str(r["threads"])],
+                                                        rel=1e-2, abs=1e-3)
+        assert r["roofline_gops"] <= peak["int8_gops"][str(r["threads"])]
+
+
+def test_targets_evaluated_from_records(smoke_run):
+    _, summary = smoke_run
+    assert summary["targets"] == bench.targets(summary["records"], summary["peak"])
+    for t in summary["targets"]:
+        assert set(t) == {"target", "met", "detail"} and isinstance(t["met"], bool)
