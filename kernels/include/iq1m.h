@@ -17,7 +17,9 @@ extern "C" {
 #define IQ1M_QK_K 256
 #define IQ1M_BLOCK_BYTES 56      /* one IQ1_M super-block of 256 weights */
 #define IQ1M_Q8K_BLOCK_BYTES 292 /* one Q8_K block: float d, int8 qs[256], int16 bsums[16] */
-#define IQ1M_DEFAULT_REPACK_THRESHOLD 32
+/* Default repack threshold: the measured crossover of the two paths with the SIMD repack
+   (Zen 4, K = 4096: ~8 columns; ik_llama.cpp's 32 is still what the harness tests around). */
+#define IQ1M_DEFAULT_REPACK_THRESHOLD 8
 #define IQ1M_REPACK_NEVER INT32_MAX
 
 typedef struct {
@@ -52,7 +54,7 @@ typedef struct {
     int32_t isa;                /* iq1m_isa; default IQ1M_ISA_AUTO */
     int32_t repack_threshold;   /* experts (or a whole mul_mat) with >= this many tokens use
                                    the repacked path; 0 = always, IQ1M_REPACK_NEVER = never;
-                                   default 32 */
+                                   default IQ1M_DEFAULT_REPACK_THRESHOLD (8) */
     int32_t fused;              /* moe_up_gate only: 1 = fused kernel, 0 = the library's own
                                    unfused composition (two mul_mat_id + act); default 1 */
 } iq1m_options;

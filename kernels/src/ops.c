@@ -29,7 +29,7 @@
 #endif
 
 #define DIRECT_ROW_BLOCK 64      /* rows per direct-path block */
-#define PANEL_BLOCK_BYTES 262144 /* target size of one thread's repacked block */
+#define PANEL_BLOCK_BYTES 524288 /* target size of one thread's repacked block */
 #define MAX_BLOCK_PANELS 8
 #define TILE_STRIDE (MAX_BLOCK_PANELS * IQ1M_PACK_ROWS) /* >= DIRECT_ROW_BLOCK */
 
