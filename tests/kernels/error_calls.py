@@ -71,6 +71,10 @@ calls = {
     "quantize null": lambda: lib.iq1m_quantize_q8_K(None, ptr(q8), 256),
     "dequantize K not multiple": lambda: lib.iq1m_dequantize_iq1_m(ptr(w), ptr(out), 257),
     "dequantize null": lambda: lib.iq1m_dequantize_iq1_m(None, ptr(out), 256),
+    # n_tokens * top_k * rows = 2^61: every factor and pair is fine, the output size is not
+    "sizes overflow": lambda: lib.iq1m_mul_mat_id(ptr(w), 2, 2**21, K, ptr(x), 2**20, ptr(ids), 2**20, ptr(out),
+                                                  opts()),
+    "mul_mat sizes overflow": lambda: lib.iq1m_mul_mat(ptr(w), 2**62, K, ptr(x), 2**8, ptr(out), opts()),
     # valid edge cases
     "zero tokens, null x and out": lambda: lib.iq1m_mul_mat(ptr(w), ROWS, K, None, 0, None, opts()),
     "zero rows, null weights": lambda: lib.iq1m_mul_mat(None, 0, K, ptr(x), T, ptr(out), opts()),

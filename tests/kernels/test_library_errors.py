@@ -46,6 +46,8 @@ EXPECTED = {
     "quantize null": (NULL, "x"),
     "dequantize K not multiple": (SHAPE, "257"),
     "dequantize null": (NULL, "blocks"),
+    "sizes overflow": (SHAPE, "overflow"),
+    "mul_mat sizes overflow": (SHAPE, "overflow"),
     "zero tokens, null x and out": (OK, ""),
     "zero rows, null weights": (OK, ""),
     "null options mean defaults": (OK, ""),
