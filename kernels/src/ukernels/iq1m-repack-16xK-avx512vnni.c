@@ -2,8 +2,9 @@
  * AVX-512 (F/BW/VL) + F16C; the same bytes as the scalar definition iq1m_repack_panel
  * (src/repack.c), which handles partial panels (n_rows < 16) itself.
  *
- * Per block the 16 rows are read column-wise with dword gathers (lane r = row r): the
- * 32 qs bytes (8 gathers), 16 qh bytes (4) and the 4 scale words (2).  Then per group g
+ * Per block the 16 rows are turned column-wise (lane r = row r): two 32-byte loads per row
+ * (bytes 0-31 and 24-55) and two 8x8 dword transposes per 256-bit half give the 32 qs
+ * bytes, 16 qh bytes and 4 scale words in 14 vectors (dword gathers were slower).  Per group g
  * the 16 grid indices are formed in the lanes, 16 qword loads from iq1m_grid_u64 (8
  * bytes in {-1, 0, 1}; 16 KiB, half of L1, where the sign-folded table would fill all of
  * it) fetch the 16 rows' grid values, two dword permutes split them into q[2g][r] (weights
@@ -18,19 +19,43 @@
 #include "../repack.h"
 
 
+/* In each 256-bit half independently: x[r] dword i -> x[i] dword r (8x8 dword transpose;
+   the low halves hold rows 0-7, the high halves rows 8-15). */
+static inline __attribute__((always_inline)) void iq1m_transpose8x8_halves(__m512i x[8]) {
+    __m512i t[8], u[8];
+#pragma GCC unroll 4
+    for (int i = 0; i < 4; ++i) {
+        t[2 * i] = _mm512_unpacklo_epi32(x[2 * i], x[2 * i + 1]);
+        t[2 * i + 1] = _mm512_unpackhi_epi32(x[2 * i], x[2 * i + 1]);
+    }
+#pragma GCC unroll 2
+    for (int i = 0; i < 2; ++i) {
+        u[4 * i + 0] = _mm512_unpacklo_epi64(t[4 * i + 0], t[4 * i + 2]);
+        u[4 * i + 1] = _mm512_unpackhi_epi64(t[4 * i + 0], t[4 * i + 2]);
+        u[4 * i + 2] = _mm512_unpacklo_epi64(t[4 * i + 1], t[4 * i + 3]);
+        u[4 * i + 3] = _mm512_unpackhi_epi64(t[4 * i + 1], t[4 * i + 3]);
+    }
+    /* u[k] (k < 4): 128-bit lane L of rows 0-3 holds dword k + 4*(L%2) of each row;
+       u[4 + k] the same for rows 4-7; join them per 256-bit half */
+    const __m512i lo = _mm512_setr_epi64(0, 1, 8, 9, 4, 5, 12, 13);
+    const __m512i hi = _mm512_setr_epi64(2, 3, 10, 11, 6, 7, 14, 15);
+#pragma GCC unroll 4
+    for (int k = 0; k < 4; ++k) {
+        x[k] = _mm512_permutex2var_epi64(u[k], lo, u[4 + k]);
+        x[k + 4] = _mm512_permutex2var_epi64(u[k], hi, u[4 + k]);
+    }
+}
+
 void iq1m_repack_16xK_avx512vnni(const uint8_t *w, int64_t nb, int64_t r0, int n_rows,
                                  iq1m_packed_block *out);
 void iq1m_repack_16xK_avx512vnni(const uint8_t *w, int64_t nb, int64_t r0, int n_rows,
                                  iq1m_packed_block *out) {
     const int64_t row_bytes = nb * IQ1M_BLOCK_BYTES;
-    if (n_rows != IQ1M_PACK_ROWS || row_bytes > (INT32_MAX - 64) / IQ1M_PACK_ROWS) {
-        iq1m_repack_panel(w, nb, r0, n_rows, out); /* tail panel, or offsets beyond int32 */
+    if (n_rows != IQ1M_PACK_ROWS) {
+        iq1m_repack_panel(w, nb, r0, n_rows, out); /* tail panel: the scalar definition */
         return;
     }
     const long long *G = (const long long *)iq1m_grid_u64;
-    const __m512i roff = _mm512_mullo_epi32(
-        _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15),
-        _mm512_set1_epi32((int)row_bytes));
     const __m512i pe = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
     const __m512i po = _mm512_add_epi32(pe, _mm512_set1_epi32(1));
     const __m512i m8 = _mm512_set1_epi32(0xff), mh = _mm512_set1_epi32(0x700);
@@ -41,13 +66,27 @@ void iq1m_repack_16xK_avx512vnni(const uint8_t *w, int64_t nb, int64_t r0, int n
     for (int64_t b = 0; b < nb; ++b) {
         const uint8_t *blk = base + b * IQ1M_BLOCK_BYTES;
         iq1m_packed_block *p = out + b;
+        /* column-wise view of the 16 rows: Q[i] lane r = qs dword i of row r, H[i] = qh
+           dword i, S0/S1 = scale words 0-1 / 2-3 (two 32-byte loads per row, transposed) */
+        __m512i A[8], B[8];
+#pragma GCC unroll 8
+        for (int r = 0; r < 8; ++r) {
+            const uint8_t *x0 = blk + (int64_t)r * row_bytes, *x1 = x0 + 8 * row_bytes;
+            A[r] = _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_loadu_si256((const __m256i *)x0)),
+                                      _mm256_loadu_si256((const __m256i *)x1), 1);
+            B[r] = _mm512_inserti64x4(
+                _mm512_castsi256_si512(_mm256_loadu_si256((const __m256i *)(x0 + 24))),
+                _mm256_loadu_si256((const __m256i *)(x1 + 24)), 1);
+        }
+        iq1m_transpose8x8_halves(A);
+        iq1m_transpose8x8_halves(B);
         __m512i Q[8], H[4];
 #pragma GCC unroll 8
-        for (int i = 0; i < 8; ++i) Q[i] = _mm512_i32gather_epi32(roff, blk + 4 * i, 1);
+        for (int i = 0; i < 8; ++i) Q[i] = A[i];
 #pragma GCC unroll 4
-        for (int i = 0; i < 4; ++i) H[i] = _mm512_i32gather_epi32(roff, blk + 32 + 4 * i, 1);
-        const __m512i S0 = _mm512_i32gather_epi32(roff, blk + 48, 1); /* words 0, 1 */
-        const __m512i S1 = _mm512_i32gather_epi32(roff, blk + 52, 1); /* words 2, 3 */
+        for (int i = 0; i < 4; ++i) H[i] = B[2 + i];
+        const __m512i S0 = B[6]; /* words 0, 1 */
+        const __m512i S1 = B[7]; /* words 2, 3 */
 
         /* super-scale: the top nibbles of the four words */
         const __m512i bits = _mm512_or_si512(
