@@ -173,15 +173,14 @@ class Runner:
         """Record a finding; its case files are kept for the first MAX_KEPT_FINDINGS of each
         kind (returns whether they are), later ones are only counted."""
         n = self.finding_counts[kind] = self.finding_counts.get(kind, 0) + 1
-        if n > self.MAX_KEPT_FINDINGS:
-            return False
+        keep = n <= self.MAX_KEPT_FINDINGS
         counts = case.expert_token_counts().tolist()
         self.findings.append({"kind": kind, "target": self.target.label(), "op": case.op,
                               "describe": case.describe(), "expert_token_counts": counts,
                               "threads": sorted({r.n_threads for r in case.runs}),
-                              "case": str(path), "sub_case": str(sub_path) if sub_path else "",
-                              "detail": detail[:3000]})
-        return True
+                              "case": str(path) if keep else "", "sub_case": str(sub_path) if sub_path and keep else "",
+                              "detail": detail[:3000] if keep else detail.splitlines()[0][:300]})
+        return keep
 
     def findings_summary(self) -> str:
         """A few lines for a person: what the checks found on this target."""
