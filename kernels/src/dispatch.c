@@ -7,6 +7,7 @@
 #include <cpuid.h>
 #include <pthread.h>
 
+#include "q8k.h"
 #include "repack.h"
 
 static uint64_t xgetbv0(void) {
@@ -69,6 +70,7 @@ static void resolve(iq1m_kernels *k, int32_t isa, const iq1m_ukernel_table *t) {
 #else
     k->repack = t->repack ? t->repack : iq1m_repack_panel;
 #endif
+    k->quantize = t->quantize ? t->quantize : iq1m_q8k_quantize;
     (void)s;
 }
 

@@ -16,7 +16,8 @@ typedef struct {
     int direct_nc[IQ1M_MAX_NC + 1];
     iq1m_packed_ukernel_fn packed[IQ1M_MAX_NC + 1];
     int packed_nc[IQ1M_MAX_NC + 1];
-    iq1m_repack_fn repack; /* never NULL */
+    iq1m_repack_fn repack;     /* never NULL */
+    iq1m_quantize_fn quantize; /* never NULL */
 } iq1m_kernels;
 
 uint32_t iq1m_dispatch_available(void);

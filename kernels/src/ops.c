@@ -232,6 +232,7 @@ static void gemm_thread(void *arg, int tid, int nth) {
 }
 
 typedef struct {
+    const iq1m_kernels *k;
     const float *x;
     iq1m_block_q8K *q8;
     int64_t n_tokens, nb;
@@ -241,7 +242,7 @@ static void quant_thread(void *arg, int tid, int nth) {
     quant_task *q = arg;
     int64_t t0 = q->n_tokens * tid / nth, t1 = q->n_tokens * (tid + 1) / nth;
     if (t1 > t0)
-        iq1m_q8k_quantize(q->x + t0 * q->nb * IQ1M_QK_K, q->q8 + t0 * q->nb, (t1 - t0) * q->nb);
+        q->k->quantize(q->x + t0 * q->nb * IQ1M_QK_K, q->q8 + t0 * q->nb, (t1 - t0) * q->nb);
 }
 
 typedef struct {
@@ -284,7 +285,7 @@ int iq1m_op_run(const iq1m_op_config *cfg, const uint8_t *w_up, const uint8_t *w
     }
 
     /* 1. quantize activations once */
-    quant_task qt = {x, q8, n_tokens, nb};
+    quant_task qt = {cfg->k, x, q8, n_tokens, nb};
     int qth = n_tokens * nb >= 64 ? (nth < n_tokens ? nth : (int)n_tokens) : 1;
     if ((rc = run_pool(qth, quant_thread, &qt)) != IQ1M_OK) goto done;
 

@@ -36,11 +36,15 @@ typedef void (*iq1m_packed_ukernel_fn)(int64_t nb, const iq1m_packed_block *pane
 typedef void (*iq1m_repack_fn)(const uint8_t *w, int64_t nb, int64_t r0, int n_rows,
                                iq1m_packed_block *out);
 
+/* Quantize nb*256 finite floats to nb Q8_K blocks; the same bytes as iq1m_q8k_quantize. */
+typedef void (*iq1m_quantize_fn)(const float *x, iq1m_block_q8K *y, int64_t nb);
+
 typedef struct {
     const char *name;
     iq1m_direct_ukernel_fn direct[IQ1M_MAX_NC + 1]; /* index = nc; NULL = missing */
     iq1m_packed_ukernel_fn packed[IQ1M_MAX_NC + 1];
     iq1m_repack_fn repack;                           /* NULL = the scalar repack */
+    iq1m_quantize_fn quantize;                       /* NULL = the scalar quantizer */
 } iq1m_ukernel_table;
 
 extern const iq1m_ukernel_table iq1m_ukernels_scalar;

@@ -30,4 +30,5 @@ const iq1m_ukernel_table iq1m_ukernels_avx2 = {
      iq1m_packed_16x4_avx2, iq1m_packed_16x5_avx2, iq1m_packed_16x6_avx2,
      iq1m_packed_16x7_avx2, iq1m_packed_16x8_avx2},
     iq1m_repack_16xK_avx2,
+    NULL /* quantize: the scalar definition (src/q8k.c) */,
 };

@@ -16,6 +16,8 @@ DECL(7)
 DECL(8)
 void iq1m_repack_16xK_avx512vnni(const uint8_t *, int64_t, int64_t, int, iq1m_packed_block *);
 
+void iq1m_q8k_quantize_avx512vnni(const float *, iq1m_block_q8K *, int64_t);
+
 const iq1m_ukernel_table iq1m_ukernels_avx512vnni = {
     "avx512vnni",
 #if defined(IQ1M_NO_DIRECT_KERNEL) && IQ1M_NO_DIRECT_KERNEL
@@ -29,4 +31,5 @@ const iq1m_ukernel_table iq1m_ukernels_avx512vnni = {
      iq1m_packed_16x4_avx512vnni, iq1m_packed_16x5_avx512vnni, iq1m_packed_16x6_avx512vnni,
      iq1m_packed_16x7_avx512vnni, iq1m_packed_16x8_avx512vnni},
     iq1m_repack_16xK_avx512vnni,
+    iq1m_q8k_quantize_avx512vnni,
 };

@@ -30,4 +30,5 @@ const iq1m_ukernel_table iq1m_ukernels_scalar = {
      iq1m_packed_16x4_scalar, iq1m_packed_16x5_scalar, iq1m_packed_16x6_scalar,
      iq1m_packed_16x7_scalar, iq1m_packed_16x8_scalar},
     NULL /* repack: iq1m_repack_panel (src/repack.c) */,
+    NULL /* quantize: iq1m_q8k_quantize (src/q8k.c) */,
 };
