@@ -262,7 +262,23 @@ def build_peak_library(variant: str) -> Path:
     found = sorted(tree.rglob("libiq1m_peak.so"))
     if not found:
         raise FileNotFoundError(f"libiq1m_peak.so not built in {tree}; log {log_path}")
-    return found[0]
+    return _private_copy([found[0]])[0]
+
+
+def _private_copy(paths: list[Path]) -> list[Path]:
+    """Copies of shared libraries in a fresh temporary directory, loaded from there: a library
+    rewritten in place while mapped (a rebuild of a shared build tree, a reinstall of
+    llama-cpp-python by someone else on the machine) would kill this process with SIGBUS."""
+    import shutil
+    import tempfile
+
+    d = Path(tempfile.mkdtemp(prefix="iq1m-bench-libs-"))
+    out = []
+    for p in paths:
+        dst = d / Path(p).name
+        shutil.copy2(p, dst)
+        out.append(dst)
+    return out
 
 
 # ---------------------------------------------------------------------------------------
@@ -354,9 +370,9 @@ def run_bench(out: Path, *, smoke: bool = False, threads=(1, 2), reps: int | Non
     pause = 0.002 if smoke else 0.01
     out.mkdir(parents=True, exist_ok=True)
     t_start = time.time()
-    lib = Library(str(build(variant)))
+    lib = Library(str(_private_copy([build(variant)])[0]))
     ours = OursRunner(lib)
-    info: dict = {"ours": {"library": lib.path, "version": lib.version(), "build": lib.build_info(),
+    info: dict = {"ours": {"library": str(build(variant)), "version": lib.version(), "build": lib.build_info(),
                            "isa": lib.best_isa()}}
     g_runner, ggml_reason = None, None
     if ggml:
@@ -364,9 +380,12 @@ def run_bench(out: Path, *, smoke: bool = False, threads=(1, 2), reps: int | Non
             from .ggml_binding import GgmlLibrary
             from .targets import resolve_ggml_lib_dir
 
-            glib = GgmlLibrary(resolve_ggml_lib_dir(ggml_lib_dir))
+            from .ggml_binding import find_libraries
+
+            src_dir = resolve_ggml_lib_dir(ggml_lib_dir)
+            glib = GgmlLibrary(_private_copy(find_libraries(src_dir))[0].parent)
             g_runner = GgmlRunner(glib)
-            info["ggml"] = {"lib_dir": glib.lib_dir, "version": glib.version(), "fused_moe": glib.has_fused,
+            info["ggml"] = {"lib_dir": str(src_dir), "version": glib.version(), "fused_moe": glib.has_fused,
                             "moe_composition": "ggml_moe_up_gate" if glib.has_fused
                             else "2 x ggml_mul_mat_id + ggml_silu + ggml_mul (one graph)"}
         except Exception as exc:  # no llama-cpp-python, no libraries: ours alone
