@@ -151,7 +151,7 @@ def build(variant_name: str = "release", *, echo: bool = False, rebuild: bool = 
         return library
     cmake_bin = find_cmake()
     compiler = find_compiler()
-    key = hashlib.sha256("\n".join([source_digest(), *variant.cmake_options, _tool_version(compiler),
+    key = hashlib.sha256("\n".join([str(KERNELS_DIR), source_digest(), *variant.cmake_options, _tool_version(compiler),
                                     _tool_version(cmake_bin)]).encode()).hexdigest()[:16]
     build_dir = cache_root() / f"{variant.slug}-{key}"
     build_dir.mkdir(parents=True, exist_ok=True)
