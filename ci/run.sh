@@ -26,3 +26,19 @@ python -m pytest -q tests/kernels/test_properties.py tests/test_regressions.py -
 
 stage "activation accuracy over all 2^32 float32 inputs"
 IQ1M_ACT_FULL=1 python -m pytest -q tests/kernels/test_c_programs.py -k activation_accuracy
+
+stage "mutation score of the default suite on a fixed sample (fails below 0.95)"
+iq1m-harness mutate --sample 24 --seed 2026 --jobs 2 --minutes 12 --min-score 0.95 --out .iq1m/mutation-ci
+
+stage "benchmark smoke run (no thresholds)"
+iq1m-harness bench --smoke --out .iq1m/bench-smoke
+
+stage "ggml target: install llama-cpp-python (wheel cache makes reinstalls fast)"
+python -m pip install -e '.[test,ggml]'
+
+stage "ggml target: its own tests, and the property suite against mainline ggml"
+python -m pytest -q tests/ggml
+python -m pytest -q --iq1m-target ggml tests/kernels/test_properties.py tests/test_regressions.py
+python -m pytest -q --iq1m-target ggml --iq1m-ggml-env GGML_CPU_TILED_MM=0 --iq1m-strict \
+    tests/kernels/test_properties.py
+
