@@ -285,20 +285,23 @@ def _private_copy(paths: list[Path]) -> list[Path]:
 # timing
 
 
-def _time_call(call, min_time: float, max_calls: int = 1000) -> tuple[float, int]:
-    """Seconds per call: the call repeated until min_time has passed (at least once)."""
-    n, t0 = 0, time.perf_counter()
+def _time_call(call, min_time: float, max_calls: int = 1000) -> tuple[float, float, int]:
+    """Wall seconds and calling-thread CPU seconds per call: the call repeated until min_time
+    has passed (at least once). With one thread all the work runs on the calling thread, so
+    the CPU time leaves out the time the OS gave the core to someone else."""
+    n, t0, c0 = 0, time.perf_counter(), time.thread_time()
     while True:
         call()
         n += 1
         el = time.perf_counter() - t0
         if el >= min_time or n >= max_calls:
-            return el / n, n
+            return el / n, (time.thread_time() - c0) / n, n
 
 
 @dataclass
 class Measurement:
     times: list = field(default_factory=list)    # seconds per call, one per repetition
+    cpu: list = field(default_factory=list)      # calling thread's CPU seconds per call
     starts: list = field(default_factory=list)   # perf_counter at the start of each repetition
     calls: list = field(default_factory=list)
 
@@ -309,7 +312,8 @@ def _summary(m: Measurement, ops: float) -> dict:
     return {"times_s": [round(t, 9) for t in m.times], "starts_s": [round(s, 6) for s in m.starts],
             "calls": m.calls, "median_s": med, "gops": round(ops / med * 1e-9, 2),
             "gops_min": round(min(gops), 2), "gops_max": round(max(gops), 2),
-            "spread": round((max(m.times) - min(m.times)) / med, 4)}
+            "spread": round((max(m.times) - min(m.times)) / med, 4),
+            "cpu_times_s": [round(t, 9) for t in m.cpu], "cpu_median_s": statistics.median(m.cpu)}
 
 
 def measure_pair(runs: dict, reps: int, min_time: float, pause: float) -> dict[str, Measurement]:
@@ -321,8 +325,9 @@ def measure_pair(runs: dict, reps: int, min_time: float, pause: float) -> dict[s
         for name, call in runs.items():
             time.sleep(pause)  # let the other library's spinning threads go to sleep
             res[name].starts.append(time.perf_counter() - _T0)
-            t, n = _time_call(call, min_time)
+            t, c, n = _time_call(call, min_time)
             res[name].times.append(t)
+            res[name].cpu.append(c)
             res[name].calls.append(n)
     return res
 
@@ -445,12 +450,18 @@ def run_bench(out: Path, *, smoke: bool = False, threads=(1, 2), reps: int | Non
                 rec["ratio"] = round(rec["ggml"]["median_s"] / rec["ours"]["median_s"], 3)
                 rec["ratio_paired"] = round(statistics.median(
                     g / o for o, g in zip(meas["ours"].times, meas["ggml"].times)), 3)
+                # one thread: the same ratio from the calling thread's CPU time (robust to a
+                # busy machine descheduling us); with more threads the CPU time is not a speed
+                rec["ratio_cpu"] = (round(rec["ggml"]["cpu_median_s"] / rec["ours"]["cpu_median_s"], 3)
+                                    if nth == 1 and rec["ours"]["cpu_median_s"] > 0 else None)
                 # sanity: same product (loose: ggml is not bit-exact with us)
                 ref = runs["ggml"].fetch()
                 scale = float(np.max(np.abs(our_out))) or 1.0
                 rec["max_rel_diff_vs_ggml"] = float(np.max(np.abs(ref - our_out)) / scale)
             else:
-                rec["ggml"], rec["ratio"], rec["ratio_paired"] = None, None, None
+                rec["ggml"], rec["ratio"], rec["ratio_paired"], rec["ratio_cpu"] = None, None, None, None
+            rec["gops_cpu_ours"] = (round(ops / rec["ours"]["cpu_median_s"] * 1e-9, 2)
+                                    if nth == 1 and rec["ours"]["cpu_median_s"] > 0 else None)
             if peak:
                 p = peak["int8_gops"].get(str(nth))
                 bw = peak["read_gbs"].get(str(nth))
@@ -482,6 +493,8 @@ def _line(r: dict) -> str:
     s = f"{_label(r):<40} t={r['threads']}  ours {o['gops']:8.1f} GOP/s (±{100 * o['spread']:.0f}%)"
     if r.get("ggml"):
         s += f"  ggml {r['ggml']['gops']:8.1f} (±{100 * r['ggml']['spread']:.0f}%)  ratio {r['ratio']:.2f}"
+    if r.get("ratio_cpu") is not None:
+        s += f" (cpu {r['ratio_cpu']:.2f})"
     if r.get("peak_fraction_ours") is not None:
         s += f"  {100 * r['peak_fraction_ours']:.0f}% of int8 peak"
     return s
@@ -527,7 +540,9 @@ def markdown(s: dict) -> str:
                            else f"unavailable ({info['ggml']['unavailable']})"),
              f"- {s['reps']} alternating repetitions per shape (ours, ggml, ours, ...), each >= {s['min_time_s']} s "
              "of calls; figures are medians, spread = (max - min) / median of the times; "
-             "ratio = ggml median time / our median time (> 1: ours faster), same run",
+             "ratio = ggml median time / our median time (> 1: ours faster), same run; paired = median of "
+             "the per-repetition ratios; CPU-time ratio (1 thread) = the same from the calling thread's CPU "
+             "time, which a busy machine's descheduling does not inflate",
              f"- elapsed {s['elapsed_s']} s", ""]
     if s["peak"]:
         p = s["peak"]
@@ -537,14 +552,16 @@ def markdown(s: dict) -> str:
                   + " |",
                   "| read bandwidth (GB/s) | " + " | ".join(str(p["read_gbs"][str(t)]) for t in s["threads"]) + " |",
                   ""]
-    lines += ["| shape | threads | ours GOP/s | spread | ggml GOP/s | spread | ours/ggml | paired | % int8 peak "
-              "| bw-bound GOP/s |", "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
+    lines += ["| shape | threads | ours GOP/s | spread | ggml GOP/s | spread | ours/ggml | paired | CPU-time ratio "
+              "| % int8 peak | bw-bound GOP/s |",
+              "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
     for r in s["records"]:
         g = r.get("ggml")
         pf = r.get("peak_fraction_ours")
         lines.append(f"| {_label(r)} | {r['threads']} | {r['ours']['gops']:.1f} | {100 * r['ours']['spread']:.0f}% | "
                      + (f"{g['gops']:.1f} | {100 * g['spread']:.0f}% | {r['ratio']:.2f} | {r['ratio_paired']:.2f}"
                         if g else "- | - | - | -")
+                     + f" | {'-' if r.get('ratio_cpu') is None else format(r['ratio_cpu'], '.2f')}"
                      + f" | {'-' if pf is None else f'{100 * pf:.0f}%'} | {r.get('bandwidth_bound_gops', '-')} |")
     if s["targets"]:
         lines += ["", "## Targets (this run)", "", "| target | met | value |", "| --- | --- | ---: |"]
