@@ -1,0 +1,17 @@
+"""Run in a subprocess by test_conversions.py: applies the library's dequantize, Q8_K
+quantizer and activations to the arrays of IN.npz and writes the results to OUT.npz."""
+import sys
+
+import numpy as np
+
+from harness.binding import Library
+
+lib = Library(sys.argv[1])
+with np.load(sys.argv[2]) as inputs:
+    results = {
+        "dequantize": lib.dequantize(inputs["blocks"]),
+        "q8k": lib.quantize_q8k(inputs["x"]),
+        "silu": lib.activation("silu", inputs["act_in"]),
+        "gelu": lib.activation("gelu", inputs["act_in"]),
+    }
+np.savez(sys.argv[3], **results)
