@@ -15,7 +15,8 @@ import reference
 
 from .binding import REPACK_NEVER, KernelOptions
 from .cases import Case
-from .errors import HarnessFailure, IsaDivergence, KernelError, Mismatch, PathDivergence, ThreadDivergence
+from .errors import (HarnessFailure, IsaDivergence, KernelError, Mismatch,
+                     PathDivergence, ThreadDivergence)
 
 MAX_REPORTED = 5
 
@@ -161,13 +162,6 @@ def standard_runs(isas: list[str], threads: list[int], *, fused_variants: bool =
 
 
 # -- batch composition ----------------------------------------------------------------------
-
-class BatchDivergence(HarnessFailure):
-    """A token's output changed when the batch around it changed (its expert got more or
-    fewer tokens): the same (token, expert) product computed alone and inside the full case."""
-
-    kind = "batch-divergence"
-
 
 def batch_subcase(case: Case) -> tuple[Case, int] | None:
     """The case reduced to one token (chosen from the case's digest among the tokens of the

@@ -105,5 +105,12 @@ class PathDivergence(HarnessFailure):
     kind = "path-divergence"
 
 
-FAILURE_KINDS = {cls.kind: cls for cls in (KernelCrash, KernelExit, KernelHang, KernelError,
-                                           Mismatch, ThreadDivergence, IsaDivergence, PathDivergence)}
+class BatchDivergence(HarnessFailure):
+    """A token's output changed when the batch around it changed (its expert got more or
+    fewer tokens): the same (token, expert) product computed alone and inside the full case."""
+
+    kind = "batch-divergence"
+
+
+FAILURE_KINDS = {cls.kind: cls for cls in (KernelCrash, KernelExit, KernelHang, KernelError, Mismatch,
+                                           ThreadDivergence, IsaDivergence, PathDivergence, BatchDivergence)}

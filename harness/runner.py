@@ -11,9 +11,9 @@ from pathlib import Path
 
 from .build import PROJECT_ROOT, build, parse_variant
 from .cases import Case, load_arrays, save_case
-from .compare import (BatchDivergence, Outcome, batch_difference, batch_subcase, check_bound_outcomes,
+from .compare import (Outcome, batch_difference, batch_subcase, check_bound_outcomes,
                       check_outcomes, only_thread_runs)
-from .errors import UsageError
+from .errors import BatchDivergence, UsageError
 from .targets import Target
 from .worker import Worker
 

@@ -8,7 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from harness import strategies as hs
-from harness.compare import BatchDivergence
+from harness.errors import BatchDivergence
 from harness.runner import Runner
 from harness.targets import Target
 
