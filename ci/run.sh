@@ -12,6 +12,9 @@ source .venv/bin/activate
 python -m pip install --quiet --upgrade pip
 export HYPOTHESIS_PROFILE=ci
 
+stage "system packages: redis-server for the shared example database test"
+command -v redis-server >/dev/null || { apt-get update -qq && apt-get install -y -qq redis-server; }
+
 stage "README test command"
 python -m pip install -e '.[test]' && python -m pytest
 

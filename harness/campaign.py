@@ -230,8 +230,11 @@ def run_job(cfg: JobConfig) -> int:
             break
         except HarnessFailure as failure:
             persist(failure, minimised=True)
-        except Exception as exc:  # e.g. a flaky (non-deterministic) failure: its first sighting is saved
+        except BaseExceptionGroup as exc:  # a flaky (non-deterministic) failure: its first sighting is saved
             print(f"job {cfg.job}: {type(exc).__name__}: {exc}"[:2000], file=sys.stderr, flush=True)
+        except Exception as exc:  # the harness itself cannot go on (e.g. the example database is gone)
+            stats.error = f"{type(exc).__name__}: {exc}"[:500]
+            break
         publish(force=True)
     runner.close()
     stats.finished = True
@@ -257,6 +260,20 @@ def read_findings(out: Path) -> list[dict]:
             except ValueError:
                 continue  # a line cut by a kill
     return items
+
+
+def _check_database(db: str) -> None:
+    """A shared example store that cannot be reached is an error before any job starts."""
+    if not db.startswith("redis://"):
+        return
+    try:
+        import redis
+    except ImportError as exc:
+        raise UsageError("--db redis://... needs the redis client: pip install -e '.[redis]'") from exc
+    try:
+        redis.Redis.from_url(db, socket_connect_timeout=5).ping()
+    except (redis.RedisError, ValueError) as exc:
+        raise UsageError(f"cannot reach the example database {db}: {exc}") from exc
 
 
 def _seed_hypothesis(value: int) -> None:
@@ -373,7 +390,8 @@ def run_campaign(out: Path, minutes: float, jobs: int, variant: str, ops, thread
         variant = "ggml"
         print(f"target {target.label()}", file=stream, flush=True)
     else:
-        print(f"building variant {variant} ...", file=stream, flush=True)
+        _check_database(db)
+    print(f"building variant {variant} ...", file=stream, flush=True)
         build(variant, echo=False)
     budget = minutes * 60.0
     start = time.time()
