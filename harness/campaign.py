@@ -383,6 +383,7 @@ def run_campaign(out: Path, minutes: float, jobs: int, variant: str, ops, thread
     (out / "jobs").mkdir(exist_ok=True)
     for stale in (out / "jobs").glob("job-*.json"):
         stale.unlink()
+    _check_database(db)
     target_json = ""
     if target is not None and target.is_ggml:
         target.resolved_lib_dir()  # a one-line error now rather than in every job
@@ -390,8 +391,7 @@ def run_campaign(out: Path, minutes: float, jobs: int, variant: str, ops, thread
         variant = "ggml"
         print(f"target {target.label()}", file=stream, flush=True)
     else:
-        _check_database(db)
-    print(f"building variant {variant} ...", file=stream, flush=True)
+        print(f"building variant {variant} ...", file=stream, flush=True)
         build(variant, echo=False)
     budget = minutes * 60.0
     start = time.time()
