@@ -49,6 +49,7 @@ class Runner:
         self.keep_passing = keep_passing
         self.batch_check = batch_check
         self.cases_run = 0
+        self.executions = 0
         # what the checks found that is not (or, for ggml without strict, not counted as) a failure
         self.findings: list[dict] = []
         self.finding_counts: dict[str, int] = {}  # per kind, also past MAX_KEPT_FINDINGS
@@ -83,7 +84,10 @@ class Runner:
             case.runs = only_thread_runs(case.runs)
         else:
             case.target = {}
-        path = Path(path or self.case_dir / f"{case.op}-{case.digest()[:16]}.npz")
+        # one file per execution: a later passing run of the same case (a flaky crash
+        # replayed by Hypothesis) must not delete the file an earlier failure pointed to
+        self.executions += 1
+        path = Path(path or self.case_dir / f"{case.op}-{case.digest()[:16]}-{self.executions}.npz")
         save_case(case, path)
         result_path = path.with_name(path.stem + ".result.npz")
         self.worker.request(path, result_path, self.timeout_for(case))
