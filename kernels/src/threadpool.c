@@ -17,6 +17,7 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 typedef struct {
     void *ptr;
@@ -42,6 +43,7 @@ static scratch_buf g_scratch[IQ1M_MAX_THREADS][IQ1M_SCRATCH_SLOTS];
 static atomic_ulong g_generation_hint;
 static atomic_int g_pending_hint;
 static atomic_int g_shutdown_hint;
+static atomic_int g_spin_iters; /* 0 when the job has more threads than online CPUs */
 
 #define IQ1M_SPIN_ITERS 20000 /* x86 pause: tens of cycles each, so ~0.1-0.4 ms */
 
@@ -58,7 +60,8 @@ static void *worker_main(void *p) {
     for (;;) {
         if (!g_shutdown && g_generation == seen) { /* spin briefly before sleeping */
             pthread_mutex_unlock(&g_lock);
-            for (int i = 0; i < IQ1M_SPIN_ITERS; ++i) {
+            const int iters = atomic_load_explicit(&g_spin_iters, memory_order_relaxed);
+            for (int i = 0; i < iters; ++i) {
                 if (atomic_load_explicit(&g_generation_hint, memory_order_acquire) != seen ||
                     atomic_load_explicit(&g_shutdown_hint, memory_order_acquire))
                     break;
@@ -122,6 +125,12 @@ int iq1m_pool_run(int nth, iq1m_task_fn fn, void *arg) {
     g_job_nth = nth;
     g_pending = nth - 1;
     atomic_store_explicit(&g_pending_hint, g_pending, memory_order_release);
+    { /* spinning only pays when every thread has a CPU of its own */
+        static long ncpu;
+        if (!ncpu) ncpu = sysconf(_SC_NPROCESSORS_ONLN);
+        atomic_store_explicit(&g_spin_iters, ncpu > 0 && nth <= ncpu ? IQ1M_SPIN_ITERS : 0,
+                              memory_order_relaxed);
+    }
     ++g_generation;
     atomic_store_explicit(&g_generation_hint, g_generation, memory_order_release);
     pthread_cond_broadcast(&g_wake);
@@ -129,7 +138,8 @@ int iq1m_pool_run(int nth, iq1m_task_fn fn, void *arg) {
 
     fn(arg, 0, nth);
 
-    for (int i = 0; i < IQ1M_SPIN_ITERS; ++i) { /* spin briefly before sleeping */
+    const int iters = atomic_load_explicit(&g_spin_iters, memory_order_relaxed);
+    for (int i = 0; i < iters; ++i) { /* spin briefly before sleeping */
         if (atomic_load_explicit(&g_pending_hint, memory_order_acquire) == 0) break;
         cpu_relax();
     }
