@@ -175,7 +175,11 @@ def build(variant_name: str = "release", *, echo: bool = False, rebuild: bool = 
         built = sorted((build_dir / "cmake").rglob(LIBRARY_NAME))
         if not built:
             raise BuildError(f"build of {variant.name} finished but {library} is missing; log: {log_path}", log_path)
-        shutil.copy2(built[0], library)
+        # a new inode, never an in-place rewrite: a worker may have the old library mapped,
+        # and truncating a mapped file kills it with SIGBUS/SIGSEGV
+        tmp = library.with_name(library.name + ".tmp")
+        shutil.copy2(built[0], tmp)
+        os.replace(tmp, library)
         stamp.write_text(f"{key} {_file_digest(library)}")
         return library
 
