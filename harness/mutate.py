@@ -147,8 +147,15 @@ def _first_failure(stdout: str) -> str:
     return stdout.strip().splitlines()[-1][:300] if stdout.strip() else ""
 
 
-def select_mutants(files: list[str] | None, sample: int | None, seed: int) -> list[Mutant]:
+def select_mutants(files: list[str] | None, sample: int | None, seed: int, ids: list[str] | None = None
+                   ) -> list[Mutant]:
     mutants = all_mutants(KERNELS_DIR, files)
+    if ids:
+        unknown = set(ids) - {m.mid for m in mutants}
+        if unknown:
+            raise UsageError(f"no mutant with id {', '.join(sorted(unknown))} (the code may have changed; "
+                             f"'iq1m-harness mutate --list' shows the current ids)")
+        return [m for m in mutants if m.mid in set(ids)]
     if files and not mutants:
         raise UsageError(f"no mutation sites in {files}; files are paths under kernels/src, e.g. ops.c")
     if sample is not None and sample < len(mutants):
@@ -157,8 +164,8 @@ def select_mutants(files: list[str] | None, sample: int | None, seed: int) -> li
 
 
 def run_mutation(out: Path, *, files=None, sample=None, seed=0, jobs=1, minutes=None, min_score=0.95,
-                 tests=DEFAULT_TESTS, timeout=300.0, stream=sys.stderr) -> int:
-    mutants = select_mutants(files, sample, seed)
+                 tests=DEFAULT_TESTS, timeout=300.0, ids=None, stream=sys.stderr) -> int:
+    mutants = select_mutants(files, sample, seed, ids)
     equivalent = load_equivalent(EQUIVALENT_LIST)
     out.mkdir(parents=True, exist_ok=True)
     lib_dir = out / "libs"
@@ -245,6 +252,7 @@ def add_arguments(p) -> None:
     p.add_argument("--min-score", type=float, default=0.95, help="exit 1 below this score (default 0.95)")
     p.add_argument("--timeout", type=float, default=300.0, help="seconds one mutant's test run may take")
     p.add_argument("--out", type=Path, default=Path("iq1m-mutation"), help="output directory")
+    p.add_argument("--ids", help="comma-separated mutant ids to run (e.g. the survivors of a report)")
     p.add_argument("--list", action="store_true", help="only list the selected mutants with their ids and diffs")
 
 
@@ -252,9 +260,10 @@ def run_from_args(args) -> int:
     if args.jobs < 1:
         raise UsageError("--jobs must be >= 1")
     files = [f for f in (args.files or "").split(",") if f] or None
+    ids = [i for i in (args.ids or "").split(",") if i] or None
     if args.list:
-        for m in select_mutants(files, args.sample, args.seed):
+        for m in select_mutants(files, args.sample, args.seed, ids):
             print(f"{m.mid} {m.operator}\n{m.diff((KERNELS_DIR / m.file).read_text())}\n")
         return 0
     return run_mutation(args.out, files=files, sample=args.sample, seed=args.seed, jobs=args.jobs,
-                        minutes=args.minutes, min_score=args.min_score, timeout=args.timeout)
+                        minutes=args.minutes, min_score=args.min_score, timeout=args.timeout, ids=ids)
