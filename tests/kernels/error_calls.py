@@ -30,6 +30,8 @@ bad_x = x.copy()
 bad_x[1, 7] = np.nan
 inf_x = x.copy()
 inf_x[0, 255] = np.inf
+first_x = x.copy()
+first_x[0, 0] = -np.inf  # the first element: an off-by-one in the scan misses it
 q8 = np.zeros((1, 292), np.uint8)
 
 calls = {
@@ -68,6 +70,8 @@ calls = {
     "activation null": lambda: lib.iq1m_activation(0, None, ptr(out), 4),
     "quantize K not multiple": lambda: lib.iq1m_quantize_q8_K(ptr(x), ptr(q8), 100),
     "quantize nan": lambda: lib.iq1m_quantize_q8_K(ptr(bad_x[1]), ptr(q8), 256),
+    "quantize inf first": lambda: lib.iq1m_quantize_q8_K(ptr(first_x[0]), ptr(q8), 256),
+    "mul_mat inf first": lambda: lib.iq1m_mul_mat(ptr(w), ROWS, K, ptr(first_x), T, ptr(out), opts()),
     "quantize null": lambda: lib.iq1m_quantize_q8_K(None, ptr(q8), 256),
     "dequantize K not multiple": lambda: lib.iq1m_dequantize_iq1_m(ptr(w), ptr(out), 257),
     "dequantize null": lambda: lib.iq1m_dequantize_iq1_m(None, ptr(out), 256),

@@ -44,6 +44,8 @@ EXPECTED = {
     "quantize K not multiple": (SHAPE, "100"),
     "quantize nan": (NONFINITE, "x[7]"),
     "quantize null": (NULL, "x"),
+    "quantize inf first": (NONFINITE, "x[0]"),
+    "mul_mat inf first": (NONFINITE, "x[0][0]"),
     "dequantize K not multiple": (SHAPE, "257"),
     "dequantize null": (NULL, "blocks"),
     "sizes overflow": (SHAPE, "overflow"),
