@@ -50,7 +50,7 @@ def test_clean_campaign_covers_every_bucket_and_thread_count(tmp_path):
     assert report["error_bound_ratio"]["max"] <= 1.0
 
 
-def test_sigkill_loses_no_failure_and_rerun_resumes(tmp_path):
+def test_sigkill_loses_no_failure(tmp_path):
     out = tmp_path / "campaign"
     args = FUZZ + ["--minutes", "2", "--jobs", "1", "--variant", "fault:small_expert_segv", "--ops", "mul_mat",
                    "--out", str(out)]
@@ -65,7 +65,8 @@ def test_sigkill_loses_no_failure_and_rerun_resumes(tmp_path):
     for path in saved:
         load_case(path)  # complete and readable
         assert path.with_name(f"repro_{path.stem}.py").exists()
-    assert any((out / "examples").rglob("*")), "the example database is empty: a rerun could not resume"
+    # (whether Hypothesis had stored the example before the kill is a matter of timing;
+    # resuming from the database is test_rerun_resumes_from_saved_examples)
 
 
 def test_rerun_resumes_from_saved_examples(tmp_path):
