@@ -340,15 +340,6 @@ def check_bound_outcomes(case: Case, outcomes: list[Outcome], q8k: np.ndarray, c
     return report
 
 
-def thread_runs(threads: list[int], *, fused_variants: bool = False) -> list[KernelOptions]:
-    """The run star of a target whose only option is the thread count (ggml)."""
-    runs = [KernelOptions(n_threads=1)]
-    runs += [KernelOptions(n_threads=t) for t in threads if t != 1]
-    if fused_variants:
-        runs.append(KernelOptions(n_threads=1, fused=False))
-    return runs
-
-
 def only_thread_runs(runs: list[KernelOptions]) -> list[KernelOptions]:
     """A case's option sets reduced to what a ggml target varies: thread count and fused;
     ISA and repack threshold are dropped (they do not apply), duplicates removed."""

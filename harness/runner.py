@@ -48,7 +48,6 @@ class Runner:
         self.fixed_timeout = timeout
         self.keep_passing = keep_passing
         self.batch_check = batch_check
-        self.cases_run = 0
         self.executions = 0
         # what the checks found that is not (or, for ggml without strict, not counted as) a failure
         self.findings: list[dict] = []
@@ -91,7 +90,6 @@ class Runner:
         save_case(case, path)
         result_path = path.with_name(path.stem + ".result.npz")
         self.worker.request(path, result_path, self.timeout_for(case))
-        self.cases_run += 1
         arrays, meta = load_arrays(result_path)
         self.last_q8k = arrays.get("q8k")
         outcomes = []
