@@ -11,6 +11,11 @@ from .cases import atomic_write_bytes, load_case
 from .errors import CaseFormatError
 
 
+def ratio_bin_labels(edges: list[str]) -> list[str]:
+    """Histogram bin names: '<= edge', and the open last bin (past the bound) as '> previous'."""
+    return [f"> {edges[i - 1]}" if e == "inf" and i else f"<= {e}" for i, e in enumerate(edges)]
+
+
 def saved_failures(out: Path) -> list[dict]:
     failures = []
     for path in sorted((out / "failures").glob("*.npz")):
@@ -70,7 +75,7 @@ def _markdown(r: dict, buckets, threads) -> str:
         lines.append(f"| {b} | " + " | ".join(str(r["coverage"].get(f"{b}|{t}", 0)) for t in threads) + " |")
     e = r["error_bound_ratio"]
     lines += ["", "## |output - exact| / bound (sampled elements)", "",
-              "| ratio <= | " + " | ".join(e["edges"]) + " |", "|---|" + "---|" * len(e["edges"]),
+              "| ratio | " + " | ".join(ratio_bin_labels(e["edges"])) + " |", "|---|" + "---|" * len(e["edges"]),
               "| elements | " + " | ".join(map(str, e["counts"])) + " |", "", f"Largest ratio seen: {e['max']:.3g}", ""]
     if r["failures"]:
         lines += ["## Failures", ""]
@@ -106,7 +111,7 @@ def _plot(path: Path, r: dict, buckets, threads) -> None:
     fig.colorbar(im, ax=ax1)
     e = r["error_bound_ratio"]
     ax2.bar(range(len(e["counts"])), e["counts"], color="tab:blue")
-    ax2.set_xticks(range(len(e["counts"])), [f"<={x}" for x in e["edges"]], rotation=45, fontsize=8)
+    ax2.set_xticks(range(len(e["counts"])), ratio_bin_labels(e["edges"]), rotation=45, fontsize=8)
     ax2.set_yscale("symlog")
     ax2.set_title("|out - exact| / bound")
     fig.tight_layout()
