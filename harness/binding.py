@@ -14,6 +14,7 @@ ISA_BY_VALUE = {v: k for k, v in ISA_NAMES.items()}
 ACT_NAMES = {"silu": 0, "gelu": 1}
 REPACK_NEVER = 2**31 - 1
 BLOCK_BYTES = 56
+PREPACKED_BLOCK_BYTES = 80
 QK_K = 256
 
 
@@ -32,6 +33,7 @@ class KernelOptions:
     isa: str = "auto"
     repack_threshold: int = 32
     fused: bool = True
+    prepacked: bool = False  # the binding converts the weights with iq1m_prepack first
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -43,12 +45,14 @@ class KernelOptions:
     def label(self) -> str:
         thr = "never" if self.repack_threshold >= REPACK_NEVER else str(self.repack_threshold)
         fused = "" if self.fused else " unfused"
-        return f"threads={self.n_threads} isa={self.isa} threshold={thr}{fused}"
+        prepacked = " prepacked" if self.prepacked else ""
+        return f"threads={self.n_threads} isa={self.isa} threshold={thr}{fused}{prepacked}"
 
 
 class _COptions(ctypes.Structure):
     _fields_ = [("n_threads", ctypes.c_int32), ("isa", ctypes.c_int32),
-                ("repack_threshold", ctypes.c_int32), ("fused", ctypes.c_int32)]
+                ("repack_threshold", ctypes.c_int32), ("fused", ctypes.c_int32),
+                ("prepacked", ctypes.c_int32)]
 
 
 _p = ctypes.c_void_p
@@ -73,6 +77,7 @@ class Library:
             "iq1m_quantize_q8_K": (ctypes.c_int, [_p, _p, _i64]),
             "iq1m_dequantize_iq1_m": (ctypes.c_int, [_p, _p, _i64]),
             "iq1m_activation": (ctypes.c_int, [_i32, _p, _p, _i64]),
+            "iq1m_prepack": (ctypes.c_int, [_p, _i64, _i64, _p]),
             "iq1m_mul_mat": (ctypes.c_int, [_p, _i64, _i64, _p, _i64, _p, ctypes.POINTER(_COptions)]),
             "iq1m_mul_mat_id": (ctypes.c_int, [_p, _i64, _i64, _i64, _p, _i64, _p, _i64, _p,
                                                ctypes.POINTER(_COptions)]),
@@ -107,7 +112,13 @@ class Library:
     def _options(opt: KernelOptions) -> _COptions:
         if opt.isa not in ISA_NAMES:
             raise ValueError(f"unknown isa {opt.isa!r}")
-        return _COptions(opt.n_threads, ISA_NAMES[opt.isa], opt.repack_threshold, int(opt.fused))
+        return _COptions(opt.n_threads, ISA_NAMES[opt.isa], opt.repack_threshold, int(opt.fused),
+                         int(opt.prepacked))
+
+    def _weights(self, w: np.ndarray, k: int, opt: KernelOptions) -> np.ndarray:
+        """The weights as the options say the library takes them: IQ1_M blocks, or their
+        iq1m_prepack form."""
+        return self.prepack(w, k) if opt.prepacked else w
 
     # -- operations ----------------------------------------------------------------------
     def quantize_q8k(self, x: np.ndarray) -> np.ndarray:
@@ -125,6 +136,16 @@ class Library:
         self._check(self.lib.iq1m_dequantize_iq1_m(_ptr(blocks), _ptr(out), n * QK_K))
         return out.reshape(n, QK_K)
 
+    def prepack(self, w: np.ndarray, k: int) -> np.ndarray:
+        """IQ1_M weight rows of k weights (any shape, k/256 blocks of 56 bytes per row) ->
+        their prepacked blocks, flat uint8 (k/256 blocks of 80 bytes per row)."""
+        w = np.ascontiguousarray(w, dtype=np.uint8)
+        nb = k // QK_K
+        n_rows = w.size // (BLOCK_BYTES * nb) if nb else 0
+        out = np.zeros(n_rows * nb * PREPACKED_BLOCK_BYTES, dtype=np.uint8)
+        self._check(self.lib.iq1m_prepack(_ptr(w), n_rows, k, _ptr(out)))
+        return out
+
     def activation(self, act: str, x: np.ndarray) -> np.ndarray:
         x = np.ascontiguousarray(x, dtype=np.float32)
         out = np.empty_like(x)
@@ -135,6 +156,7 @@ class Library:
         rows, k = w.shape[0], x.shape[1]
         out = np.zeros((x.shape[0], rows), dtype=np.float32)
         copt = self._options(opt)
+        w = self._weights(w, k, opt)
         self._check(self.lib.iq1m_mul_mat(_ptr(w), rows, k, _ptr(x), x.shape[0], _ptr(out), ctypes.byref(copt)))
         return out
 
@@ -143,6 +165,7 @@ class Library:
         n_tokens, top_k = ids.shape
         out = np.zeros((n_tokens, top_k, rows), dtype=np.float32)
         copt = self._options(opt)
+        w = self._weights(w, x.shape[1], opt)
         self._check(self.lib.iq1m_mul_mat_id(_ptr(w), n_experts, rows, x.shape[1], _ptr(x), n_tokens, _ptr(ids),
                                              top_k, _ptr(out), ctypes.byref(copt)))
         return out
@@ -153,6 +176,7 @@ class Library:
         n_tokens, top_k = ids.shape
         out = np.zeros((n_tokens, top_k, rows), dtype=np.float32)
         copt = self._options(opt)
+        w_up, w_gate = self._weights(w_up, x.shape[1], opt), self._weights(w_gate, x.shape[1], opt)
         self._check(self.lib.iq1m_moe_up_gate(_ptr(w_up), _ptr(w_gate), n_experts, rows, x.shape[1], _ptr(x),
                                               n_tokens, _ptr(ids), top_k, ACT_NAMES[act], _ptr(out),
                                               ctypes.byref(copt)))

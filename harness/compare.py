@@ -16,7 +16,7 @@ import reference
 from .binding import REPACK_NEVER, KernelOptions
 from .cases import Case
 from .errors import (HarnessFailure, IsaDivergence, KernelError, Mismatch,
-                     PathDivergence, ThreadDivergence)
+                     PathDivergence, PrepackDivergence, ThreadDivergence)
 
 MAX_REPORTED = 5
 
@@ -99,8 +99,10 @@ class Outcome:
 
 
 def divergence_class(base: KernelOptions, other: KernelOptions) -> type[HarnessFailure]:
-    changed = {f for f in ("n_threads", "isa", "repack_threshold", "fused")
+    changed = {f for f in ("n_threads", "isa", "repack_threshold", "fused", "prepacked")
                if getattr(base, f) != getattr(other, f)}
+    if "prepacked" in changed and not changed & {"n_threads", "repack_threshold", "fused"}:
+        return PrepackDivergence  # on any SIMD level: the label names it
     if changed == {"n_threads"}:
         return ThreadDivergence
     if changed == {"isa"}:
@@ -149,7 +151,8 @@ def within_bound_report(case: Case, output: np.ndarray) -> tuple[np.ndarray, np.
 def standard_runs(isas: list[str], threads: list[int], *, fused_variants: bool = False,
                   threshold: int = 32) -> list[KernelOptions]:
     """A star of option sets around one baseline, each differing from it in one respect, so
-    a disagreement names the cause (threads, SIMD level, path, fusion)."""
+    a disagreement names the cause (threads, SIMD level, path, fusion), plus prepacked weights
+    on every SIMD level (the prepacked kernels, or the scalar ones a level falls back to)."""
     best = isas[-1]
     base = KernelOptions(n_threads=1, isa=best, repack_threshold=threshold)
     runs = [base]
@@ -158,6 +161,8 @@ def standard_runs(isas: list[str], threads: list[int], *, fused_variants: bool =
     runs += [KernelOptions(n_threads=1, isa=best, repack_threshold=t) for t in (0, REPACK_NEVER) if t != threshold]
     if fused_variants:
         runs.append(KernelOptions(n_threads=1, isa=best, repack_threshold=threshold, fused=False))
+    # prepacked weights on every SIMD level (each level's own kernels or its fallback)
+    runs += [KernelOptions(n_threads=1, isa=i, repack_threshold=threshold, prepacked=True) for i in isas]
     return runs
 
 

@@ -105,6 +105,13 @@ class PathDivergence(HarnessFailure):
     kind = "path-divergence"
 
 
+class PrepackDivergence(HarnessFailure):
+    """The same case on prepacked weights (iq1m_prepack, a lossless encoding) and on the IQ1_M
+    bytes disagree."""
+
+    kind = "prepack-divergence"
+
+
 class BatchDivergence(HarnessFailure):
     """A token's output changed when the batch around it changed (its expert got more or
     fewer tokens): the same (token, expert) product computed alone and inside the full case."""
@@ -113,4 +120,5 @@ class BatchDivergence(HarnessFailure):
 
 
 FAILURE_KINDS = {cls.kind: cls for cls in (KernelCrash, KernelExit, KernelHang, KernelError, Mismatch,
-                                           ThreadDivergence, IsaDivergence, PathDivergence, BatchDivergence)}
+                                           ThreadDivergence, IsaDivergence, PathDivergence, PrepackDivergence,
+                                           BatchDivergence)}

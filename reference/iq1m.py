@@ -117,6 +117,23 @@ def weight_integers(blocks):
     return w, mult, d
 
 
+PREPACKED_BLOCK_BYTES = 80
+
+
+def prepack(blocks) -> np.ndarray:
+    """uint8 [n, 56] -> uint8 [n, 80]: the library's lossless prepacked encoding
+    (docs/numerics.md, "Prepacked weights"): 64 bytes of 2-bit grid values + 1 (byte i holds
+    weights i, i+64, i+128, i+192 in bits 0-1, 2-3, 4-5, 6-7), 4 bytes with bit g set when
+    group g's delta sign is +, the 8 scale bytes, 4 zero bytes."""
+    blocks = _blocks(blocks)
+    f = decode_fields(blocks)
+    n = len(f)
+    g1 = (IQ1S_GRID[f.grid_index] + 1).astype(np.uint8).reshape(n, 4, 64)   # [n, j, i] weight 64j + i
+    q2 = (g1 << (2 * np.arange(4, dtype=np.uint8))[None, :, None]).sum(axis=1, dtype=np.uint8)
+    plus = np.packbits(~f.delta_negative, axis=1, bitorder="little")        # [n, 4]
+    return np.concatenate([q2, plus, blocks[:, 48:56], np.zeros((n, 4), np.uint8)], axis=1)
+
+
 def dequantize(blocks) -> np.ndarray:
     """uint8 [n, 56] -> float32 [n, 256]: d * float((2s+1)*w) * 0.125f, every op float32."""
     w, mult, d = weight_integers(blocks)

@@ -17,6 +17,7 @@ extern "C" {
 #define IQ1M_QK_K 256
 #define IQ1M_BLOCK_BYTES 56      /* one IQ1_M super-block of 256 weights */
 #define IQ1M_Q8K_BLOCK_BYTES 292 /* one Q8_K block: float d, int8 qs[256], int16 bsums[16] */
+#define IQ1M_PREPACKED_BLOCK_BYTES 80 /* one IQ1_M block re-encoded by iq1m_prepack */
 /* Default repack threshold: the measured crossover of the two paths with the SIMD repack
    (Zen 4, K = 4096: ~8 columns; ik_llama.cpp's 32 is still what the harness tests around). */
 #define IQ1M_DEFAULT_REPACK_THRESHOLD 8
@@ -57,6 +58,8 @@ typedef struct {
                                    default IQ1M_DEFAULT_REPACK_THRESHOLD (8) */
     int32_t fused;              /* moe_up_gate only: 1 = fused kernel, 0 = the library's own
                                    unfused composition (two mul_mat_id + act); default 1 */
+    int32_t prepacked;          /* 1 = the weights are iq1m_prepack output (80 bytes per
+                                   block), 0 = IQ1_M blocks (56 bytes); default 0 */
 } iq1m_options;
 
 /* Fills *opt with the defaults above. */
@@ -78,6 +81,12 @@ const char *iq1m_build_info(void);
 int iq1m_quantize_q8_K(const float *x, iq1m_block_q8K *y, int64_t k);
 /* blocks: k/256 IQ1_M blocks -> k floats. */
 int iq1m_dequantize_iq1_m(const void *blocks, float *y, int64_t k);
+
+/* Re-encode n_rows rows of k weights (k/256 IQ1_M blocks per row; all experts' rows of an
+   expert tensor count) for a table-free decode, once at load time: out receives
+   n_rows * k/256 * IQ1M_PREPACKED_BLOCK_BYTES bytes. Lossless: the ops give the same bits
+   on the output as on the IQ1_M input (set options.prepacked = 1). */
+int iq1m_prepack(const void *w, int64_t n_rows, int64_t k, void *out);
 
 /* act: IQ1M_ACT_SILU or IQ1M_ACT_GELU, applied elementwise to n floats (in place allowed). */
 int iq1m_activation(int32_t act, const float *x, float *y, int64_t n);

@@ -47,6 +47,7 @@ API void iq1m_default_options(iq1m_options *opt) {
     opt->isa = IQ1M_ISA_AUTO;
     opt->repack_threshold = IQ1M_DEFAULT_REPACK_THRESHOLD;
     opt->fused = 1;
+    opt->prepacked = 0;
 }
 
 API const char *iq1m_version(void) { return IQ1M_VERSION_STRING; }
@@ -114,9 +115,12 @@ static int resolve_options(const iq1m_options *opt, iq1m_op_config *cfg) {
                          (int)o.repack_threshold);
     if (o.fused != 0 && o.fused != 1)
         return iq1m_fail(IQ1M_ERR_INVALID, "fused = %d must be 0 or 1", (int)o.fused);
+    if (o.prepacked != 0 && o.prepacked != 1)
+        return iq1m_fail(IQ1M_ERR_INVALID, "prepacked = %d must be 0 or 1", (int)o.prepacked);
     cfg->n_threads = o.n_threads;
     cfg->threshold = o.repack_threshold;
     cfg->fused = o.fused;
+    cfg->prepacked = o.prepacked;
     return IQ1M_OK;
 }
 
@@ -148,6 +152,22 @@ API int iq1m_dequantize_iq1_m(const void *blocks, float *y, int64_t k) {
     return IQ1M_OK;
 }
 
+API int iq1m_prepack(const void *w, int64_t n_rows, int64_t k, void *out) {
+    iq1m_clear_error();
+    int rc;
+    if ((rc = check_k(k)) != IQ1M_OK) return rc;
+    if (n_rows < 0) return iq1m_fail(IQ1M_ERR_SHAPE, "n_rows = %lld is negative", (long long)n_rows);
+    const int64_t nb = k / IQ1M_QK_K;
+    if (mul_overflows(n_rows, nb * IQ1M_PREPACKED_BLOCK_BYTES))
+        return iq1m_fail(IQ1M_ERR_SHAPE, "sizes overflow");
+    if (n_rows == 0) return IQ1M_OK;
+    if (!w || !out) return iq1m_fail(IQ1M_ERR_NULL, "%s is NULL", !w ? "w" : "out");
+    const uint8_t *src = w;
+    iq1m_block_g2 *dst = out;
+    for (int64_t i = 0; i < n_rows * nb; ++i) iq1m_block_to_g2(src + i * IQ1M_BLOCK_BYTES, dst + i);
+    return IQ1M_OK;
+}
+
 API int iq1m_activation(int32_t act, const float *x, float *y, int64_t n) {
     iq1m_clear_error();
     if (act != IQ1M_ACT_SILU && act != IQ1M_ACT_GELU)
@@ -165,7 +185,7 @@ API int iq1m_activation(int32_t act, const float *x, float *y, int64_t n) {
  * mul_mat). */
 static int check_common(const void *w, int64_t n_experts, int64_t rows,
                         int64_t k, const float *x, int64_t n_tokens, const int32_t *ids,
-                        int64_t top_k, const float *out, int with_ids) {
+                        int64_t top_k, const float *out, int with_ids, int prepacked) {
     int rc;
     if ((rc = check_k(k)) != IQ1M_OK) return rc;
     if (rows < 0) return iq1m_fail(IQ1M_ERR_SHAPE, "rows = %lld is negative", (long long)rows);
@@ -181,7 +201,8 @@ static int check_common(const void *w, int64_t n_experts, int64_t rows,
             return iq1m_fail(IQ1M_ERR_SHAPE, "top_k = %lld is negative", (long long)top_k);
     }
     const int64_t nb = k / IQ1M_QK_K;
-    if (mul_overflows(n_experts, rows) || mul_overflows(n_experts * rows, nb * 56) ||
+    if (mul_overflows(n_experts, rows) || mul_overflows(n_experts * rows,
+                      nb * (prepacked ? IQ1M_PREPACKED_BLOCK_BYTES : IQ1M_BLOCK_BYTES)) ||
         mul_overflows(n_tokens, top_k) || mul_overflows(n_tokens * top_k, rows) ||
         mul_overflows(n_tokens, k) || n_tokens * top_k * rows > INT64_MAX / 8)
         return iq1m_fail(IQ1M_ERR_SHAPE, "sizes overflow");
@@ -209,7 +230,7 @@ API int iq1m_mul_mat(const void *w, int64_t rows, int64_t k, const float *x, int
     iq1m_op_config cfg;
     int rc;
     if ((rc = resolve_options(opt, &cfg)) != IQ1M_OK) return rc;
-    if ((rc = check_common(w, 1, rows, k, x, n_tokens, NULL, 1, out, 0)) != IQ1M_OK)
+    if ((rc = check_common(w, 1, rows, k, x, n_tokens, NULL, 1, out, 0, cfg.prepacked)) != IQ1M_OK)
         return rc;
     return iq1m_op_run(&cfg, w, NULL, 1, rows, k, x, n_tokens, NULL, 1, IQ1M_ACT_SILU, out);
 }
@@ -221,7 +242,7 @@ API int iq1m_mul_mat_id(const void *w, int64_t n_experts, int64_t rows, int64_t 
     iq1m_op_config cfg;
     int rc;
     if ((rc = resolve_options(opt, &cfg)) != IQ1M_OK) return rc;
-    if ((rc = check_common(w, n_experts, rows, k, x, n_tokens, ids, top_k, out, 1)) !=
+    if ((rc = check_common(w, n_experts, rows, k, x, n_tokens, ids, top_k, out, 1, cfg.prepacked)) !=
         IQ1M_OK)
         return rc;
     return iq1m_op_run(&cfg, w, NULL, n_experts, rows, k, x, n_tokens, ids, top_k,
@@ -239,7 +260,7 @@ API int iq1m_moe_up_gate(const void *w_up, const void *w_gate, int64_t n_experts
         return iq1m_fail(IQ1M_ERR_INVALID, "unknown activation %d", (int)act);
     if (rows > 0 && !w_up) return iq1m_fail(IQ1M_ERR_NULL, "up weights are NULL");
     if (rows > 0 && !w_gate) return iq1m_fail(IQ1M_ERR_NULL, "gate weights are NULL");
-    if ((rc = check_common(w_up, n_experts, rows, k, x, n_tokens, ids, top_k, out, 1)) !=
+    if ((rc = check_common(w_up, n_experts, rows, k, x, n_tokens, ids, top_k, out, 1, cfg.prepacked)) !=
         IQ1M_OK)
         return rc;
     if (rows == 0 || n_tokens == 0) return IQ1M_OK;

@@ -40,23 +40,37 @@ static uint32_t g_mask;
 static iq1m_kernels g_kernels[4];
 static pthread_once_t g_once = PTHREAD_ONCE_INIT;
 
+/* fn[nc] = the table's kernel for nc columns, else its largest smaller one, else the
+   scalar table's kernel for nc (which exists unless direct kernels are compiled out) */
+static void resolve_direct(iq1m_direct_ukernel_fn fn[], int fn_nc[],
+                           const iq1m_direct_ukernel_fn own[],
+                           const iq1m_direct_ukernel_fn scalar[]) {
+    for (int nc = 1; nc <= IQ1M_MAX_NC; ++nc) {
+        fn[nc] = NULL;
+        fn_nc[nc] = nc;
+#if !(defined(IQ1M_NO_DIRECT_KERNEL) && IQ1M_NO_DIRECT_KERNEL)
+        for (int m = nc; m >= 1 && !fn[nc]; --m)
+            if (own[m]) {
+                fn[nc] = own[m];
+                fn_nc[nc] = m;
+            }
+        if (!fn[nc] && scalar[nc]) fn[nc] = scalar[nc];
+#else
+        (void)own;
+        (void)scalar;
+#endif
+    }
+}
+
 static void resolve(iq1m_kernels *k, int32_t isa, const iq1m_ukernel_table *t) {
     const iq1m_ukernel_table *s = &iq1m_ukernels_scalar;
     k->isa = isa;
     k->name = t->name;
+    resolve_direct(k->direct, k->direct_nc, t->direct, s->direct);
+    resolve_direct(k->direct_g2, k->direct_g2_nc, t->direct_g2, s->direct_g2);
     for (int nc = 1; nc <= IQ1M_MAX_NC; ++nc) {
-        k->direct[nc] = NULL;
-        k->direct_nc[nc] = nc;
         k->packed[nc] = NULL;
         k->packed_nc[nc] = nc;
-#if !(defined(IQ1M_NO_DIRECT_KERNEL) && IQ1M_NO_DIRECT_KERNEL)
-        for (int m = nc; m >= 1 && !k->direct[nc]; --m)
-            if (t->direct[m]) {
-                k->direct[nc] = t->direct[m];
-                k->direct_nc[nc] = m;
-            }
-        if (!k->direct[nc] && s->direct[nc]) k->direct[nc] = s->direct[nc];
-#endif
         for (int m = nc; m >= 1 && !k->packed[nc]; --m)
             if (t->packed[m]) {
                 k->packed[nc] = t->packed[m];
@@ -70,8 +84,8 @@ static void resolve(iq1m_kernels *k, int32_t isa, const iq1m_ukernel_table *t) {
 #else
     k->repack = t->repack ? t->repack : iq1m_repack_panel;
 #endif
+    k->repack_g2 = t->repack_g2 ? t->repack_g2 : iq1m_repack_panel_g2;
     k->quantize = t->quantize ? t->quantize : iq1m_q8k_quantize;
-    (void)s;
 }
 
 static void init_once(void) {

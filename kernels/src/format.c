@@ -30,9 +30,9 @@ float iq1m_fp16_to_f32(uint16_t h) {
     return f;
 }
 
-uint16_t iq1m_block_d_bits(const uint8_t *blk) {
+uint16_t iq1m_scales_d_bits(const uint8_t *scales) {
     uint16_t sc[4];
-    iq1m_scale_words(blk, sc);
+    iq1m_scales_words(scales, sc);
 #if IQ1M_FAULT_IS(scale_nibble_order)
     /* FAULT: nibbles of words 1 and 2 assembled in swapped order. */
     return (uint16_t)((sc[0] >> 12) | ((sc[2] >> 8) & 0x00f0) | ((sc[1] >> 4) & 0x0f00) |
@@ -90,6 +90,51 @@ float iq1m_vec_dot_scalar(int64_t nb, const uint8_t *w_row, const iq1m_block_q8K
         const uint8_t *blk = w_row + b * IQ1M_BLOCK_BYTES;
         float s = (float)iq1m_block_dot_int(blk, y + b);
         acc = acc + (iq1m_block_d(blk) * y[b].d) * s;
+    }
+    return 0.125f * acc;
+}
+
+/* ---- the prepacked encoding ---- */
+
+void iq1m_block_to_g2(const uint8_t *blk, iq1m_block_g2 *out) {
+    memset(out, 0, sizeof *out);
+    for (int g = 0; g < 32; ++g) {
+        const int8_t *gv = iq1m_grid_i8[iq1m_block_group_index(blk, g)];
+        if (iq1m_block_group_sign(blk, g) > 0) out->plus[g / 8] |= (uint8_t)(1u << (g % 8));
+        for (int i = 0; i < 8; ++i) {
+            const int k = 8 * g + i;
+            out->q2[k % 64] |= (uint8_t)((gv[i] + 1) << (2 * (k / 64)));
+        }
+    }
+    memcpy(out->scales, blk + 48, 8);
+}
+
+void iq1m_g2_weights(const iq1m_block_g2 *b, int8_t w[IQ1M_QK_K]) {
+    for (int k = 0; k < IQ1M_QK_K; ++k) {
+        const int grid = ((b->q2[k % 64] >> (2 * (k / 64))) & 3) - 1;
+        const int g = k / 8;
+        w[k] = (int8_t)(8 * grid + ((b->plus[g / 8] >> (g % 8)) & 1 ? 1 : -1));
+    }
+}
+
+int32_t iq1m_g2_dot_int(const iq1m_block_g2 *b, const iq1m_block_q8K *y) {
+    int8_t w[IQ1M_QK_K];
+    iq1m_g2_weights(b, w);
+    int32_t s = 0;
+    for (int j = 0; j < 16; ++j) {
+        int32_t sj = 0;
+        for (int i = 0; i < 16; ++i) sj += (int32_t)y->qs[16 * j + i] * w[16 * j + i];
+        s += iq1m_scales_mult(b->scales, j) * sj;
+    }
+    return s;
+}
+
+float iq1m_vec_dot_g2_scalar(int64_t nb, const uint8_t *w_row, const iq1m_block_q8K *y) {
+    const iq1m_block_g2 *blocks = (const iq1m_block_g2 *)(const void *)w_row;
+    float acc = 0.0f;
+    for (int64_t b = 0; b < nb; ++b) {
+        const float s = (float)iq1m_g2_dot_int(blocks + b, y + b);
+        acc = acc + (iq1m_fp16_to_f32(iq1m_scales_d_bits(blocks[b].scales)) * y[b].d) * s;
     }
     return 0.125f * acc;
 }

@@ -6,12 +6,12 @@
 
 #include "dispatch.h"
 
-/* Direct path: rows [r0, r0+nr) of w (row stride nb*56 bytes) x nc columns ->
- * tile[c * ts + (r - r0)]. Any nc >= 1 (split into calls of the largest available kernel);
- * without direct kernels, the plain scalar dot product. */
-void iq1m_gemm_direct_tile(const iq1m_kernels *k, int64_t nb, const uint8_t *w, int64_t r0,
-                           int64_t nr, const iq1m_block_q8K *const *cols, int64_t nc,
-                           float *tile, int64_t ts);
+/* Direct path: rows [r0, r0+nr) of w (row stride nb*56 bytes, or nb*80 when prepacked)
+ * x nc columns -> tile[c * ts + (r - r0)]. Any nc >= 1 (split into calls of the largest
+ * available kernel); without direct kernels, the plain scalar dot product. */
+void iq1m_gemm_direct_tile(const iq1m_kernels *k, int prepacked, int64_t nb, const uint8_t *w,
+                           int64_t r0, int64_t nr, const iq1m_block_q8K *const *cols,
+                           int64_t nc, float *tile, int64_t ts);
 
 /* Repacked path: n_panels consecutive panels (each nb iq1m_packed_block) x nc columns ->
  * tile[c * ts + 16*p + r] (ts >= 16*n_panels; all 16 rows of every panel written). */

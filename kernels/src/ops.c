@@ -44,6 +44,7 @@ typedef struct {
     int32_t act;
     int n_mats;    /* 1 = plain GEMM, 2 = fused up (0) and gate (1) */
     int fused_op;  /* 1 when called for the fused moe_up_gate */
+    int prepacked; /* weights are iq1m_block_g2 rows */
     const uint8_t *w[2];
     int64_t nb, rows, n_experts, expert_bytes, block_panels;
     const int64_t *off; /* [n_experts + 1] into cols */
@@ -210,7 +211,8 @@ static void gemm_thread(void *arg, int tid, int nth) {
                 for (int m = 0; m < t->n_mats; ++m)
                     for (int64_t p = 0; p < np; ++p) {
                         int64_t left = nr - p * IQ1M_PACK_ROWS;
-                        t->k->repack(we[m], nb, rb + p * IQ1M_PACK_ROWS,
+                        (t->prepacked ? t->k->repack_g2 : t->k->repack)(
+                                          we[m], nb, rb + p * IQ1M_PACK_ROWS,
                                           left < IQ1M_PACK_ROWS ? (int)left : IQ1M_PACK_ROWS,
                                           panels[m] + p * nb);
                     }
@@ -222,8 +224,8 @@ static void gemm_thread(void *arg, int tid, int nth) {
                         iq1m_gemm_packed_tile(t->k, nb, panels[m], np, qc, ncc, tile[m],
                                               TILE_STRIDE);
                     else
-                        iq1m_gemm_direct_tile(t->k, nb, we[m], rb, nr, qc, ncc, tile[m],
-                                              TILE_STRIDE);
+                        iq1m_gemm_direct_tile(t->k, t->prepacked, nb, we[m], rb, nr, qc,
+                                              ncc, tile[m], TILE_STRIDE);
                 }
                 scatter(t, tile[0], tile[1], ecols + c0, ncc, rb, nr, r0, r1);
             }
@@ -336,7 +338,8 @@ int iq1m_op_run(const iq1m_op_config *cfg, const uint8_t *w_up, const uint8_t *w
     t.nb = nb;
     t.rows = rows;
     t.n_experts = n_experts;
-    t.expert_bytes = rows * nb * IQ1M_BLOCK_BYTES;
+    t.prepacked = cfg->prepacked;
+    t.expert_bytes = rows * nb * (cfg->prepacked ? IQ1M_PREPACKED_BLOCK_BYTES : IQ1M_BLOCK_BYTES);
     t.off = off;
     t.cols = cols;
     t.unused = unused;

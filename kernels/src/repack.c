@@ -16,6 +16,13 @@ static inline uint64_t group_bytes(int idx, int sign) {
     return (g1 << 3) + (sign > 0 ? 2 * ones : 0);
 }
 
+/* a padding row: d = 0, 2s+1 = 1, w = 0 */
+static void pad_row(iq1m_packed_block *p, int r) {
+    p->d[r] = 0.0f;
+    for (int j = 0; j < 16; ++j) p->mult[j][r] = 1;
+    for (int k4 = 0; k4 < IQ1M_QK_K / 4; ++k4) memset(p->q[k4][r], 9, 4);
+}
+
 void iq1m_repack_panel(const uint8_t *w, int64_t nb, int64_t r0, int n_rows,
                        iq1m_packed_block *out) {
     const int64_t row_bytes = nb * IQ1M_BLOCK_BYTES;
@@ -23,9 +30,7 @@ void iq1m_repack_panel(const uint8_t *w, int64_t nb, int64_t r0, int n_rows,
         iq1m_packed_block *p = out + b;
         for (int r = 0; r < IQ1M_PACK_ROWS; ++r) {
             if (r >= n_rows) {
-                p->d[r] = 0.0f;
-                for (int j = 0; j < 16; ++j) p->mult[j][r] = 1;
-                for (int k4 = 0; k4 < IQ1M_QK_K / 4; ++k4) memset(p->q[k4][r], 9, 4);
+                pad_row(p, r);
                 continue;
             }
             const uint8_t *blk = w + (r0 + r) * row_bytes + b * IQ1M_BLOCK_BYTES;
@@ -45,6 +50,26 @@ void iq1m_repack_panel(const uint8_t *w, int64_t nb, int64_t r0, int n_rows,
                 if (p->mult[k / 16][r] == 15 && (*q == 0 || *q == 18)) *q = *q ? 17 : 1;
             }
 #endif
+        }
+    }
+}
+
+void iq1m_repack_panel_g2(const uint8_t *w, int64_t nb, int64_t r0, int n_rows,
+                          iq1m_packed_block *out) {
+    const iq1m_block_g2 *blocks = (const iq1m_block_g2 *)(const void *)w;
+    int8_t wv[IQ1M_QK_K];
+    for (int64_t b = 0; b < nb; ++b) {
+        iq1m_packed_block *p = out + b;
+        for (int r = 0; r < IQ1M_PACK_ROWS; ++r) {
+            if (r >= n_rows) {
+                pad_row(p, r);
+                continue;
+            }
+            const iq1m_block_g2 *blk = blocks + (r0 + r) * nb + b;
+            p->d[r] = iq1m_fp16_to_f32(iq1m_scales_d_bits(blk->scales));
+            for (int j = 0; j < 16; ++j) p->mult[j][r] = (uint8_t)iq1m_scales_mult(blk->scales, j);
+            iq1m_g2_weights(blk, wv);
+            for (int k = 0; k < IQ1M_QK_K; ++k) p->q[k / 4][r][k % 4] = (uint8_t)(wv[k] + 9);
         }
     }
 }

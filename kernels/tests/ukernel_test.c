@@ -4,6 +4,7 @@
  * both delta signs, every grid index, fp16 super-scales zero/subnormal/negative/huge/inf/nan,
  * Q8_K scales zero/subnormal/huge/inf/nan, q8 in [-128, 127], nb = 0..28, nc = 1..8,
  * partial panels (1..16 rows, padding as repack.c writes it) and arbitrary out strides.
+ * The direct kernels also run on the prepacked form of the same rows (direct_g2 entries).
  * It also checks that nothing outside the tile is written.
  *
  * usage: ukernel_test [reps per (nb, nc)] [seed]     exit 0 = all passed
@@ -200,6 +201,7 @@ typedef struct {
     int available;
     long direct_calls, packed_calls, outputs, failures;
     int direct_nc_done[IQ1M_MAX_NC + 1], packed_nc_done[IQ1M_MAX_NC + 1];
+    int direct_g2_nc_done[IQ1M_MAX_NC + 1];
 } tstate;
 
 static int cpu_has(const char *isa) {
@@ -226,6 +228,29 @@ static void report(tstate *ts, const char *kind, int64_t nb, int nc, int c, int 
     }
 }
 
+/* every row of rows[] through fn with a random out stride: the contract result in each
+   (column, row) cell, nothing written anywhere else */
+static void check_direct(tstate *t, const char *kind, iq1m_direct_ukernel_fn fn, int64_t nb,
+                         int nc, uint8_t *const *rows, const iq1m_block_q8K *const *cols,
+                         float *out, int64_t max_stride, float want[][IQ1M_MAX_NC]) {
+    const int64_t os = 1 + (int64_t)rndn((uint32_t)max_stride);
+    for (int r = 0; r < IQ1M_PACK_ROWS; ++r) {
+        for (int64_t k = 0; k < max_stride * IQ1M_MAX_NC + 64; ++k)
+            memcpy(&out[k], &(uint32_t){SENTINEL}, 4);
+        fn(nb, rows[r], cols, out, os);
+        ++t->direct_calls;
+        for (int64_t k = 0; k < max_stride * IQ1M_MAX_NC + 64; ++k) {
+            const int c = (int)(k / os);
+            if (k % os == 0 && c < nc) {
+                ++t->outputs;
+                if (!same(out[k], want[r][c])) report(t, kind, nb, nc, c, r, out[k], want[r][c]);
+            } else if (!is_sentinel(out[k])) {
+                report(t, "direct(write outside tile)", nb, nc, -1, (int)k, out[k], 0.0f);
+            }
+        }
+    }
+}
+
 int main(int argc, char **argv) {
     const int reps = argc > 1 ? atoi(argv[1]) : 6;
     g_rng = argc > 2 ? strtoull(argv[2], NULL, 0) : 20240626ull;
@@ -238,13 +263,13 @@ int main(int argc, char **argv) {
         if (n > best) best = n, g_idx_plus = i;
     }
 
-    tstate ts[3] = {{&iq1m_ukernels_scalar, 0, 0, 0, 0, 0, {0}, {0}},
-                    {&iq1m_ukernels_avx2, 0, 0, 0, 0, 0, {0}, {0}},
-                    {&iq1m_ukernels_avx512vnni, 0, 0, 0, 0, 0, {0}, {0}}};
+    tstate ts[3] = {{&iq1m_ukernels_scalar, 0, 0, 0, 0, 0, {0}, {0}, {0}},
+                    {&iq1m_ukernels_avx2, 0, 0, 0, 0, 0, {0}, {0}, {0}},
+                    {&iq1m_ukernels_avx512vnni, 0, 0, 0, 0, 0, {0}, {0}, {0}}};
     for (int i = 0; i < 3; ++i) ts[i].available = cpu_has(ts[i].t->name);
 
     enum { MAXNB = 28, R = IQ1M_PACK_ROWS, NCMAX = IQ1M_MAX_NC };
-    uint8_t *rows[R];
+    uint8_t *rows[R], *rows_g2[R];
     iq1m_block_q8K *colmem[NCMAX];
     static float want[R][NCMAX];
     static int32_t S[R][NCMAX][MAXNB];
@@ -255,7 +280,10 @@ int main(int argc, char **argv) {
 
     for (int nb = 0; nb <= MAXNB; ++nb) {
         /* exactly nb blocks per buffer, so a sanitizer build sees any read past the end */
-        for (int r = 0; r < R; ++r) rows[r] = malloc((size_t)nb * IQ1M_BLOCK_BYTES);
+        for (int r = 0; r < R; ++r) {
+            rows[r] = malloc((size_t)nb * IQ1M_BLOCK_BYTES);
+            rows_g2[r] = malloc((size_t)nb * IQ1M_PREPACKED_BLOCK_BYTES);
+        }
         for (int c = 0; c < NCMAX; ++c) colmem[c] = malloc((size_t)nb * sizeof(iq1m_block_q8K));
         iq1m_packed_block *panel = aligned_alloc(64, (size_t)nb * sizeof(iq1m_packed_block));
         for (int nc = 1; nc <= NCMAX; ++nc) {
@@ -267,6 +295,8 @@ int main(int argc, char **argv) {
                         const uint32_t m = rndn(16);
                         gen_block(rows[r] + b * IQ1M_BLOCK_BYTES, m < 7 ? 0 : m < 14 ? 1 : 2);
                         dw[r][b] = ref_fp16(ref_dbits(rows[r] + b * IQ1M_BLOCK_BYTES));
+                        iq1m_block_to_g2(rows[r] + b * IQ1M_BLOCK_BYTES,
+                                         (iq1m_block_g2 *)(void *)rows_g2[r] + b);
                     }
                 const iq1m_block_q8K *cols[NCMAX];
                 int perm[NCMAX];
@@ -295,27 +325,17 @@ int main(int argc, char **argv) {
                 for (int i = 0; i < 3; ++i) {
                     tstate *t = &ts[i];
                     if (!t->available) continue;
-                    /* direct: every row of the panel through the direct kernel */
+                    /* direct: every row of the panel through the direct kernel, on the
+                       IQ1_M rows and on their prepacked form */
                     if (t->t->direct[nc]) {
-                        const int64_t os = 1 + (int64_t)rndn((uint32_t)max_stride);
-                        for (int r = 0; r < R; ++r) {
-                            for (int64_t k = 0; k < max_stride * NCMAX + 64; ++k)
-                                memcpy(&out[k], &(uint32_t){SENTINEL}, 4);
-                            t->t->direct[nc](nb, rows[r], cols, out, os);
-                            ++t->direct_calls;
-                            for (int64_t k = 0; k < max_stride * NCMAX + 64; ++k) {
-                                const int c = (int)(k / os);
-                                if (k % os == 0 && c < nc) {
-                                    ++t->outputs;
-                                    if (!same(out[k], want[r][c]))
-                                        report(t, "direct", nb, nc, c, r, out[k], want[r][c]);
-                                } else if (!is_sentinel(out[k])) {
-                                    report(t, "direct(write outside tile)", nb, nc, -1, (int)k,
-                                           out[k], 0.0f);
-                                }
-                            }
-                        }
+                        check_direct(t, "direct", t->t->direct[nc], nb, nc, rows, cols, out,
+                                     max_stride, want);
                         t->direct_nc_done[nc] = 1;
+                    }
+                    if (t->t->direct_g2[nc]) {
+                        check_direct(t, "direct_g2", t->t->direct_g2[nc], nb, nc, rows_g2, cols,
+                                     out, max_stride, want);
+                        t->direct_g2_nc_done[nc] = 1;
                     }
                     if (t->t->packed[nc]) {
                         const int64_t os = R + (int64_t)rndn((uint32_t)(max_stride - R + 1));
@@ -344,7 +364,7 @@ int main(int argc, char **argv) {
                 }
             }
         }
-        for (int r = 0; r < R; ++r) free(rows[r]);
+        for (int r = 0; r < R; ++r) free(rows[r]), free(rows_g2[r]);
         for (int c = 0; c < NCMAX; ++c) free(colmem[c]);
         free(panel);
     }
@@ -361,14 +381,16 @@ int main(int argc, char **argv) {
             printf("  %-10s skipped (CPU lacks it)\n", t->t->name);
             continue;
         }
-        char dn[32] = "", pn[32] = "";
+        char dn[32] = "", gn[32] = "", pn[32] = "";
         for (int nc = 1; nc <= NCMAX; ++nc) {
             strcat(dn, t->direct_nc_done[nc] ? "x" : ".");
+            strcat(gn, t->direct_g2_nc_done[nc] ? "x" : ".");
             strcat(pn, t->packed_nc_done[nc] ? "x" : ".");
         }
-        printf("  %-10s direct nc[1..8]=%s calls %ld, packed nc[1..8]=%s calls %ld, "
-               "%ld outputs compared, %ld failures\n",
-               t->t->name, dn, t->direct_calls, pn, t->packed_calls, t->outputs, t->failures);
+        printf("  %-10s direct nc[1..8]=%s, direct_g2 nc[1..8]=%s, calls %ld, packed "
+               "nc[1..8]=%s calls %ld, %ld outputs compared, %ld failures\n",
+               t->t->name, dn, gn, t->direct_calls, pn, t->packed_calls, t->outputs,
+               t->failures);
         fails += t->failures;
     }
     if (covered != 4096) {

@@ -32,5 +32,5 @@ def test_default_suite_catches_historical_fault(fault):
                           cwd=PROJECT_ROOT, env=env, capture_output=True, text=True, timeout=1200)
     assert proc.returncode == 1, f"fault {fault} was not caught:\n{proc.stdout[-3000:]}"
     kinds = {k for k in ("KernelCrash", "KernelHang", "KernelError", "Mismatch", "ThreadDivergence",
-                         "IsaDivergence", "PathDivergence") if f"harness.errors.{k}" in proc.stdout}
+                         "IsaDivergence", "PathDivergence", "PrepackDivergence") if f"harness.errors.{k}" in proc.stdout}
     assert kinds & HISTORICAL_FAULTS[fault], f"{fault} reported as {kinds or 'nothing known'}:\n{proc.stdout[-3000:]}"

@@ -10,6 +10,7 @@ lib = Library(sys.argv[1])
 with np.load(sys.argv[2]) as inputs:
     results = {
         "dequantize": lib.dequantize(inputs["blocks"]),
+        "prepack": lib.prepack(inputs["blocks"], 256).reshape(-1, 80),
         "q8k": lib.quantize_q8k(inputs["x"]),
         "silu": lib.activation("silu", inputs["act_in"]),
         "gelu": lib.activation("gelu", inputs["act_in"]),

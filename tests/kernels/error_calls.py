@@ -17,8 +17,8 @@ def ptr(a):
     return a.ctypes.data_as(P)
 
 
-def opts(n_threads=1, isa=0, threshold=32, fused=1):
-    return ctypes.byref(_COptions(n_threads, isa, threshold, fused))
+def opts(n_threads=1, isa=0, threshold=32, fused=1, prepacked=0):
+    return ctypes.byref(_COptions(n_threads, isa, threshold, fused, prepacked))
 
 
 K, ROWS, T = 256, 3, 2
@@ -33,6 +33,7 @@ inf_x[0, 255] = np.inf
 first_x = x.copy()
 first_x[0, 0] = -np.inf  # the first element: an off-by-one in the scan misses it
 q8 = np.zeros((1, 292), np.uint8)
+pp = np.zeros((2, ROWS, 80), np.uint8)
 
 calls = {
     "mul_mat K not multiple": lambda: lib.iq1m_mul_mat(ptr(w), ROWS, 300, ptr(x), T, ptr(out), opts()),
@@ -50,6 +51,13 @@ calls = {
     "isa negative": lambda: lib.iq1m_mul_mat(ptr(w), ROWS, K, ptr(x), T, ptr(out), opts(isa=-1)),
     "threshold negative": lambda: lib.iq1m_mul_mat(ptr(w), ROWS, K, ptr(x), T, ptr(out), opts(threshold=-1)),
     "fused not boolean": lambda: lib.iq1m_mul_mat(ptr(w), ROWS, K, ptr(x), T, ptr(out), opts(fused=2)),
+    "prepacked not boolean": lambda: lib.iq1m_mul_mat(ptr(w), ROWS, K, ptr(x), T, ptr(out), opts(prepacked=3)),
+    "prepack K not multiple": lambda: lib.iq1m_prepack(ptr(w), ROWS, 100, ptr(pp)),
+    "prepack rows negative": lambda: lib.iq1m_prepack(ptr(w), -1, K, ptr(pp)),
+    "prepack null weights": lambda: lib.iq1m_prepack(None, ROWS, K, ptr(pp)),
+    "prepack null out": lambda: lib.iq1m_prepack(ptr(w), ROWS, K, None),
+    "prepack sizes overflow": lambda: lib.iq1m_prepack(ptr(w), 2**60, K, ptr(pp)),
+    "prepack no rows, null pointers": lambda: lib.iq1m_prepack(None, 0, K, None),
     "ids too large": lambda: lib.iq1m_mul_mat_id(ptr(w), 2, ROWS, K, ptr(x), T, ptr(np.array([[0], [2]], np.int32)), 1,
                                                  ptr(out), opts()),
     "ids below -1": lambda: lib.iq1m_mul_mat_id(ptr(w), 2, ROWS, K, ptr(x), T, ptr(np.array([[-2], [0]], np.int32)),

@@ -1,5 +1,5 @@
-"""The library's dequantize, Q8_K quantizer and activation entry points, bit for bit against
-the reference, on inputs that cover every special case at once (run in a subprocess)."""
+"""The library's dequantize, prepack, Q8_K quantizer and activation entry points, bit for bit
+against the reference, on inputs that cover every special case at once (run in a subprocess)."""
 import os
 import subprocess
 import sys
@@ -54,6 +54,24 @@ def library_results(iq1m_runner, tmp_path_factory):
 def test_dequantize_matches_reference(library_results):
     inputs, out = library_results
     assert bits_equal(out["dequantize"], reference.dequantize(inputs["blocks"])).all()
+
+
+def test_prepack_matches_reference(library_results):
+    inputs, out = library_results
+    assert np.array_equal(out["prepack"], reference.prepack(inputs["blocks"]))
+
+
+def test_prepack_reference_keeps_every_weight():
+    """The prepacked encoding read back field by field gives the block's weights: lossless."""
+    rng = np.random.default_rng(7)
+    blocks = _blocks(rng, 3000)
+    pp = reference.prepack(blocks)
+    w, _, _ = reference.weight_integers(blocks)
+    k = np.arange(256)
+    grid = ((pp[:, k % 64] >> (2 * (k // 64))) & 3).astype(np.int16) - 1
+    plus = (pp[:, 64 + (k // 8) // 8] >> ((k // 8) % 8)) & 1
+    assert np.array_equal(8 * grid + np.where(plus == 1, 1, -1), w)
+    assert np.array_equal(pp[:, 68:76], blocks[:, 48:56]) and not pp[:, 76:].any()
 
 
 def test_q8k_bytes_match_reference(library_results):

@@ -46,35 +46,12 @@ typedef struct {
     float d;       /* row super-scale */
 } iq1m_dec256;
 
-IQ1M_INLINE void iq1m_decode256(const uint8_t *blk, iq1m_dec256 *D) {
-    const __m128i qs0 = _mm_loadu_si128((const __m128i *)blk);
-    const __m128i qs1 = _mm_loadu_si128((const __m128i *)(blk + 16));
-    const __m128i qh = _mm_loadu_si128((const __m128i *)(blk + 32));
-    const __m128i qh4 = _mm_srli_epi16(qh, 4);
-    /* 12-bit indices sign<<11 | grid index, 8 per xmm (groups 8i..8i+7) */
-    const __m128i m15 = _mm_set1_epi8(15);
-    const __m128i h0 = _mm_unpacklo_epi8(_mm_and_si128(qh, m15), _mm_and_si128(qh4, m15));
-    const __m128i h1 = _mm_unpackhi_epi8(_mm_and_si128(qh, m15), _mm_and_si128(qh4, m15));
-    const __m128i idx[4] = {_mm_unpacklo_epi8(qs0, h0), _mm_unpackhi_epi8(qs0, h0),
-                            _mm_unpacklo_epi8(qs1, h1), _mm_unpackhi_epi8(qs1, h1)};
-    const uint64_t *G = iq1m_u8grid;
-#pragma GCC unroll 4
-    for (int i = 0; i < 4; ++i) {
-        /* indices through GPRs (vmovq/vpextrq + shifts): no store-forwarding round trip */
-        const uint64_t a = (uint64_t)_mm_cvtsi128_si64(idx[i]);
-        const uint64_t b = (uint64_t)_mm_extract_epi64(idx[i], 1);
-        D->w[2 * i] = _mm256_set_epi64x((long long)G[a >> 48], (long long)G[(a >> 32) & 0xffff],
-                                        (long long)G[(a >> 16) & 0xffff],
-                                        (long long)G[a & 0xffff]);
-        D->w[2 * i + 1] = _mm256_set_epi64x((long long)G[b >> 48],
-                                            (long long)G[(b >> 32) & 0xffff],
-                                            (long long)G[(b >> 16) & 0xffff],
-                                            (long long)G[b & 0xffff]);
-    }
+/* m, mb and d from an 8-byte IQ1_M scales field */
+IQ1M_INLINE void iq1m_decode256_scales(const uint8_t *sc8, iq1m_dec256 *D) {
     /* multipliers 2s+1: int32 lanes j (0..7 from words 0,1; 8..15 from words 2,3) */
     int32_t sc01, sc23;
-    memcpy(&sc01, blk + 48, 4);
-    memcpy(&sc23, blk + 52, 4);
+    memcpy(&sc01, sc8, 4);
+    memcpy(&sc23, sc8 + 4, 4);
     const __m256i shv = _mm256_setr_epi32(0, 3, 6, 9, 16, 19, 22, 25);
     const __m256i k7 = _mm256_set1_epi32(7), k1 = _mm256_set1_epi32(1);
     __m256i mlo = _mm256_and_si256(_mm256_srlv_epi32(_mm256_set1_epi32(sc01), shv), k7);
@@ -105,10 +82,68 @@ IQ1M_INLINE void iq1m_decode256(const uint8_t *blk, iq1m_dec256 *D) {
         D->m[t + 1] = _mm256_cvtepu8_epi16(_mm256_extracti128_si256(mm, 1));
     }
     uint64_t sc;
-    memcpy(&sc, blk + 48, 8);
+    memcpy(&sc, sc8, 8);
     const uint32_t bits = (uint32_t)(((sc >> 12) & 0xf) | ((sc >> 24) & 0xf0) |
                                      ((sc >> 36) & 0xf00) | ((sc >> 48) & 0xf000));
     D->d = _mm_cvtss_f32(_mm_cvtph_ps(_mm_cvtsi32_si128((int)bits)));
+}
+
+IQ1M_INLINE void iq1m_decode256(const uint8_t *blk, iq1m_dec256 *D) {
+    const __m128i qs0 = _mm_loadu_si128((const __m128i *)blk);
+    const __m128i qs1 = _mm_loadu_si128((const __m128i *)(blk + 16));
+    const __m128i qh = _mm_loadu_si128((const __m128i *)(blk + 32));
+    const __m128i qh4 = _mm_srli_epi16(qh, 4);
+    /* 12-bit indices sign<<11 | grid index, 8 per xmm (groups 8i..8i+7) */
+    const __m128i m15 = _mm_set1_epi8(15);
+    const __m128i h0 = _mm_unpacklo_epi8(_mm_and_si128(qh, m15), _mm_and_si128(qh4, m15));
+    const __m128i h1 = _mm_unpackhi_epi8(_mm_and_si128(qh, m15), _mm_and_si128(qh4, m15));
+    const __m128i idx[4] = {_mm_unpacklo_epi8(qs0, h0), _mm_unpackhi_epi8(qs0, h0),
+                            _mm_unpacklo_epi8(qs1, h1), _mm_unpackhi_epi8(qs1, h1)};
+    const uint64_t *G = iq1m_u8grid;
+#pragma GCC unroll 4
+    for (int i = 0; i < 4; ++i) {
+        /* indices through GPRs (vmovq/vpextrq + shifts): no store-forwarding round trip */
+        const uint64_t a = (uint64_t)_mm_cvtsi128_si64(idx[i]);
+        const uint64_t b = (uint64_t)_mm_extract_epi64(idx[i], 1);
+        D->w[2 * i] = _mm256_set_epi64x((long long)G[a >> 48], (long long)G[(a >> 32) & 0xffff],
+                                        (long long)G[(a >> 16) & 0xffff],
+                                        (long long)G[a & 0xffff]);
+        D->w[2 * i + 1] = _mm256_set_epi64x((long long)G[b >> 48],
+                                            (long long)G[(b >> 32) & 0xffff],
+                                            (long long)G[(b >> 16) & 0xffff],
+                                            (long long)G[b & 0xffff]);
+    }
+    iq1m_decode256_scales(blk + 48, D);
+}
+
+/* The same decode from a prepacked block (iq1m_block_g2), without the table: u = 8*(grid+1)
+   is the 2-bit field moved to bits 3..4 (q2 byte i holds weights i, i+64, i+128, i+192),
+   plus 2 in the bytes of groups whose delta sign is + (bit g of plus). */
+IQ1M_INLINE void iq1m_decode256_g2(const iq1m_block_g2 *blk, iq1m_dec256 *D) {
+    const __m256i lo = _mm256_loadu_si256((const __m256i *)blk->q2);        /* 0..31 (+64j) */
+    const __m256i hi = _mm256_loadu_si256((const __m256i *)(blk->q2 + 32)); /* 32..63 (+64j) */
+    const __m256i m18 = _mm256_set1_epi8(0x18), two = _mm256_set1_epi8(2);
+    /* byte b of w[t] belongs to group 4t + b/8: bit (4t + b/8) % 8 of plus byte t/2 */
+    const __m256i bit_even = _mm256_setr_epi64x(0x0101010101010101ll, 0x0202020202020202ll,
+                                                0x0404040404040404ll, 0x0808080808080808ll);
+    const __m256i bit_odd = _mm256_slli_epi64(bit_even, 4);
+    __m256i u[8];
+    u[0] = _mm256_and_si256(_mm256_slli_epi16(lo, 3), m18);
+    u[1] = _mm256_and_si256(_mm256_slli_epi16(hi, 3), m18);
+    u[2] = _mm256_and_si256(_mm256_slli_epi16(lo, 1), m18);
+    u[3] = _mm256_and_si256(_mm256_slli_epi16(hi, 1), m18);
+    u[4] = _mm256_and_si256(_mm256_srli_epi16(lo, 1), m18);
+    u[5] = _mm256_and_si256(_mm256_srli_epi16(hi, 1), m18);
+    u[6] = _mm256_and_si256(_mm256_srli_epi16(lo, 3), m18);
+    u[7] = _mm256_and_si256(_mm256_srli_epi16(hi, 3), m18);
+#pragma GCC unroll 8
+    for (int t = 0; t < 8; ++t) {
+        const __m256i bit = t % 2 ? bit_odd : bit_even;
+        const __m256i set = _mm256_cmpeq_epi8(
+            _mm256_and_si256(_mm256_set1_epi8((char)blk->plus[t / 2]), bit), bit);
+        D->w[t] = _mm256_add_epi8(u[t], _mm256_and_si256(set, two));
+    }
+    iq1m_decode256_scales(blk->scales, D);
 }
 
 /* 8 int32 lanes whose sum is S_b of the decoded block with column block y. */
@@ -135,17 +170,21 @@ IQ1M_INLINE __m256i iq1m_reduce8(const __m256i *y) {
                             _mm256_permute2x128_si256(h0123, h4567, 0x31));
 }
 
+/* G2: w_row is a row of prepacked blocks */
 IQ1M_INLINE void iq1m_direct256(int64_t nb, const uint8_t *w_row,
                                 const iq1m_block_q8K *const *cols, float *out,
-                                int64_t out_stride, const int NC) {
-    iq1m_u8grid_init();
+                                int64_t out_stride, const int NC, const int G2) {
+    if (!G2) iq1m_u8grid_init();
     const iq1m_block_q8K *cp[IQ1M_MAX_NC];
 #pragma GCC unroll 8
     for (int c = 0; c < NC; ++c) cp[c] = cols[c];
     __m256 acc = _mm256_setzero_ps();
     for (int64_t b = 0; b < nb; ++b) {
         iq1m_dec256 D;
-        iq1m_decode256(w_row + b * IQ1M_BLOCK_BYTES, &D);
+        if (G2)
+            iq1m_decode256_g2((const iq1m_block_g2 *)(const void *)w_row + b, &D);
+        else
+            iq1m_decode256(w_row + b * IQ1M_BLOCK_BYTES, &D);
         __m256i y[8];
 #pragma GCC unroll 8
         for (int c = 0; c < 8; ++c)
@@ -172,7 +211,12 @@ IQ1M_INLINE void iq1m_direct256(int64_t nb, const uint8_t *w_row,
     void iq1m_direct_1x##NC##_avx2(int64_t nb, const uint8_t *w_row,                       \
                                    const iq1m_block_q8K *const *cols, float *out,          \
                                    int64_t out_stride) {                                   \
-        iq1m_direct256(nb, w_row, cols, out, out_stride, NC);                              \
+        iq1m_direct256(nb, w_row, cols, out, out_stride, NC, 0);                           \
+    }                                                                                      \
+    void iq1m_g2_direct_1x##NC##_avx2(int64_t nb, const uint8_t *w_row,                    \
+                                      const iq1m_block_q8K *const *cols, float *out,       \
+                                      int64_t out_stride) {                                \
+        iq1m_direct256(nb, w_row, cols, out, out_stride, NC, 1);                           \
     }
 IQ1M_DEF(1)
 IQ1M_DEF(2)

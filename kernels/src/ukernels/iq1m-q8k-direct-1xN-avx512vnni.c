@@ -10,6 +10,8 @@
  * The 8 lanes are reduced to one exact int32 S_b per column, then the float part runs
  * across the columns in one vector: acc = acc + (dw*dy)*(float)S_b, out = 0.125f*acc
  * (separate mul/add, no FMA).
+ * The iq1m_g2_ kernels run the same loop over prepacked rows (iq1m_block_g2): a table-free
+ * decode of the same bytes u.
  */
 #include <immintrin.h>
 #include <stdint.h>
@@ -44,37 +46,12 @@ IQ1M_INLINE __m256i iq1m_grid4(const uint64_t *G, uint64_t ix) {
 #undef IQ1M_G
 }
 
-IQ1M_INLINE void iq1m_decode(const uint8_t *blk, iq1m_decv *D) {
-    const __m128i qs0 = _mm_loadu_si128((const __m128i *)blk);
-    const __m128i qs1 = _mm_loadu_si128((const __m128i *)(blk + 16));
-    const __m128i qh = _mm_loadu_si128((const __m128i *)(blk + 32));
-    const __m128i qh4 = _mm_srli_epi16(qh, 4);
-    /* 12-bit indices sign<<11 | grid index, 8 per xmm (groups 8i..8i+7) */
-    const __m128i m15 = _mm_set1_epi8(15);
-#if IQ1M_FAULT_IS(avx512_delta_sign)
-    /* fault point avx512_delta_sign: the high nibble of qh masked with 7 instead of 15, so
-       odd groups lose their delta sign (always +1/8): AVX-512 direct path only */
-    const __m128i m15h = _mm_set1_epi8(7);
-#else
-    const __m128i m15h = m15;
-#endif
-    const __m128i h0 = _mm_unpacklo_epi8(_mm_and_si128(qh, m15), _mm_and_si128(qh4, m15h));
-    const __m128i h1 = _mm_unpackhi_epi8(_mm_and_si128(qh, m15), _mm_and_si128(qh4, m15h));
-    const __m128i idx[4] = {_mm_unpacklo_epi8(qs0, h0), _mm_unpackhi_epi8(qs0, h0),
-                            _mm_unpacklo_epi8(qs1, h1), _mm_unpackhi_epi8(qs1, h1)};
-    const uint64_t *G = iq1m_u8grid;
-#pragma GCC unroll 4
-    for (int i = 0; i < 4; ++i) {
-        /* indices through GPRs (vmovq/vpextrq + shifts): no store-forwarding round trip */
-        const uint64_t a = (uint64_t)_mm_cvtsi128_si64(idx[i]);
-        const uint64_t b = (uint64_t)_mm_extract_epi64(idx[i], 1);
-        D->w[2 * i] = iq1m_grid4(G, a);
-        D->w[2 * i + 1] = iq1m_grid4(G, b);
-    }
+/* m, mb and d from an 8-byte IQ1_M scales field */
+IQ1M_INLINE void iq1m_decode_scales(const uint8_t *sc, iq1m_decv *D) {
     /* The multipliers 2s+1 of all 16 sub-blocks from the 4 scale words at once: each int16
        lane takes its word (vpermw) and shifts its 3-bit field k to bits 13..15 (left by
        13 - 3k); a right shift by 12 leaves field << 1 plus one stray bit, which | 1 sets. */
-    const __m128i sw = _mm_loadl_epi64((const __m128i *)(blk + 48));
+    const __m128i sw = _mm_loadl_epi64((const __m128i *)sc);
     const __m512i sw512 = _mm512_castsi128_si512(sw);
     const __m512i one16 = _mm512_set1_epi16(1);
     /* int16 lane p of m[0..1] (m[2..3]): word p / 16 (+ 2); int32 lane l = (p % 16) / 2 and
@@ -107,6 +84,65 @@ IQ1M_INLINE void iq1m_decode(const uint8_t *blk, iq1m_decv *D) {
     const __m128i t = _mm_madd_epi16(_mm_srli_epi16(sw, 12),
                                      _mm_setr_epi16(1, 16, 256, 4096, 0, 0, 0, 0));
     D->d = _mm_cvtss_f32(_mm_cvtph_ps(_mm_add_epi32(t, _mm_srli_epi64(t, 32))));
+}
+
+IQ1M_INLINE void iq1m_decode(const uint8_t *blk, iq1m_decv *D) {
+    const __m128i qs0 = _mm_loadu_si128((const __m128i *)blk);
+    const __m128i qs1 = _mm_loadu_si128((const __m128i *)(blk + 16));
+    const __m128i qh = _mm_loadu_si128((const __m128i *)(blk + 32));
+    const __m128i qh4 = _mm_srli_epi16(qh, 4);
+    /* 12-bit indices sign<<11 | grid index, 8 per xmm (groups 8i..8i+7) */
+    const __m128i m15 = _mm_set1_epi8(15);
+#if IQ1M_FAULT_IS(avx512_delta_sign)
+    /* fault point avx512_delta_sign: the high nibble of qh masked with 7 instead of 15, so
+       odd groups lose their delta sign (always +1/8): AVX-512 direct path only */
+    const __m128i m15h = _mm_set1_epi8(7);
+#else
+    const __m128i m15h = m15;
+#endif
+    const __m128i h0 = _mm_unpacklo_epi8(_mm_and_si128(qh, m15), _mm_and_si128(qh4, m15h));
+    const __m128i h1 = _mm_unpackhi_epi8(_mm_and_si128(qh, m15), _mm_and_si128(qh4, m15h));
+    const __m128i idx[4] = {_mm_unpacklo_epi8(qs0, h0), _mm_unpackhi_epi8(qs0, h0),
+                            _mm_unpacklo_epi8(qs1, h1), _mm_unpackhi_epi8(qs1, h1)};
+    const uint64_t *G = iq1m_u8grid;
+#pragma GCC unroll 4
+    for (int i = 0; i < 4; ++i) {
+        /* indices through GPRs (vmovq/vpextrq + shifts): no store-forwarding round trip */
+        const uint64_t a = (uint64_t)_mm_cvtsi128_si64(idx[i]);
+        const uint64_t b = (uint64_t)_mm_extract_epi64(idx[i], 1);
+        D->w[2 * i] = iq1m_grid4(G, a);
+        D->w[2 * i + 1] = iq1m_grid4(G, b);
+    }
+    iq1m_decode_scales(blk + 48, D);
+}
+
+/* The same decode from a prepacked block (iq1m_block_g2): u = 8*(grid+1) is the 2-bit field
+   moved to bits 3..4 (q2 byte i holds weights i, i+64, i+128, i+192), plus 2 where the
+   group's delta sign is + (bit g of plus, tested per byte).  No table. */
+IQ1M_INLINE void iq1m_decode_g2(const iq1m_block_g2 *blk, iq1m_decv *D) {
+    const __m256i lo = _mm256_loadu_si256((const __m256i *)blk->q2);        /* 0..31 (+64j) */
+    const __m256i hi = _mm256_loadu_si256((const __m256i *)(blk->q2 + 32)); /* 32..63 (+64j) */
+    const __m256i m18 = _mm256_set1_epi8(0x18), two = _mm256_set1_epi8(2);
+    /* byte b of w[t] belongs to group 4t + b/8: bit (4t + b/8) % 8 of plus byte t/2 */
+    const __m256i bit_even = _mm256_setr_epi64x(0x0101010101010101ll, 0x0202020202020202ll,
+                                                0x0404040404040404ll, 0x0808080808080808ll);
+    const __m256i bit_odd = _mm256_slli_epi64(bit_even, 4);
+    __m256i u[8];
+    u[0] = _mm256_and_si256(_mm256_slli_epi16(lo, 3), m18);
+    u[1] = _mm256_and_si256(_mm256_slli_epi16(hi, 3), m18);
+    u[2] = _mm256_and_si256(_mm256_slli_epi16(lo, 1), m18);
+    u[3] = _mm256_and_si256(_mm256_slli_epi16(hi, 1), m18);
+    u[4] = _mm256_and_si256(_mm256_srli_epi16(lo, 1), m18);
+    u[5] = _mm256_and_si256(_mm256_srli_epi16(hi, 1), m18);
+    u[6] = _mm256_and_si256(_mm256_srli_epi16(lo, 3), m18);
+    u[7] = _mm256_and_si256(_mm256_srli_epi16(hi, 3), m18);
+#pragma GCC unroll 8
+    for (int t = 0; t < 8; ++t) {
+        const __mmask32 plus = _mm256_test_epi8_mask(_mm256_set1_epi8((char)blk->plus[t / 2]),
+                                                     t % 2 ? bit_odd : bit_even);
+        D->w[t] = _mm256_mask_add_epi8(u[t], plus, u[t], two);
+    }
+    iq1m_decode_scales(blk->scales, D);
 }
 
 /* 8 int32 lanes whose sum is S_b of the decoded block with column block y. */
@@ -156,10 +192,18 @@ IQ1M_INLINE float iq1m_hsum256_f(__m256i h) {
     return _mm_cvtss_f32(_mm_cvtepi32_ps(q));
 }
 
+/* G2: w_row is a row of prepacked blocks */
+IQ1M_INLINE void iq1m_decode_any(const uint8_t *w_row, int64_t b, iq1m_decv *D, const int G2) {
+    if (G2)
+        iq1m_decode_g2((const iq1m_block_g2 *)(const void *)w_row + b, D);
+    else
+        iq1m_decode(w_row + b * IQ1M_BLOCK_BYTES, D);
+}
+
 IQ1M_INLINE void iq1m_direct(int64_t nb, const uint8_t *w_row,
                              const iq1m_block_q8K *const *cols, float *out,
-                             int64_t out_stride, const int NC) {
-    iq1m_u8grid_init();
+                             int64_t out_stride, const int NC, const int G2) {
+    if (!G2) iq1m_u8grid_init();
     const iq1m_block_q8K *cp[IQ1M_MAX_NC];
 #pragma GCC unroll 8
     for (int c = 0; c < NC; ++c) cp[c] = cols[c];
@@ -167,7 +211,7 @@ IQ1M_INLINE void iq1m_direct(int64_t nb, const uint8_t *w_row,
         float acc = 0.0f;
         for (int64_t b = 0; b < nb; ++b) {
             iq1m_decv D;
-            iq1m_decode(w_row + b * IQ1M_BLOCK_BYTES, &D);
+            iq1m_decode_any(w_row, b, &D, G2);
             const float S = iq1m_hsum256_f(iq1m_coldot(&D, cp[0] + b));
             const float p = D.d * cp[0][b].d;
             acc = acc + p * S;
@@ -178,7 +222,7 @@ IQ1M_INLINE void iq1m_direct(int64_t nb, const uint8_t *w_row,
     __m256 acc = _mm256_setzero_ps();
     for (int64_t b = 0; b < nb; ++b) {
         iq1m_decv D;
-        iq1m_decode(w_row + b * IQ1M_BLOCK_BYTES, &D);
+        iq1m_decode_any(w_row, b, &D, G2);
         __m256i y[8];
 #pragma GCC unroll 8
         for (int c = 0; c < 8; ++c)
@@ -196,7 +240,12 @@ IQ1M_INLINE void iq1m_direct(int64_t nb, const uint8_t *w_row,
     void iq1m_direct_1x##NC##_avx512vnni(int64_t nb, const uint8_t *w_row,                     \
                                      const iq1m_block_q8K *const *cols, float *out,        \
                                      int64_t out_stride) {                                 \
-        iq1m_direct(nb, w_row, cols, out, out_stride, NC);                              \
+        iq1m_direct(nb, w_row, cols, out, out_stride, NC, 0);                              \
+    }                                                                                      \
+    void iq1m_g2_direct_1x##NC##_avx512vnni(int64_t nb, const uint8_t *w_row,                  \
+                                        const iq1m_block_q8K *const *cols, float *out,     \
+                                        int64_t out_stride) {                              \
+        iq1m_direct(nb, w_row, cols, out, out_stride, NC, 1);                              \
     }
 IQ1M_DEF(1)
 IQ1M_DEF(2)

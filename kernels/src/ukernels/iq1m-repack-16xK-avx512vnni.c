@@ -17,6 +17,7 @@
 
 #include "../format.h"
 #include "../repack.h"
+#include "iq1m-panel-scales-avx512vnni.h"
 
 
 /* In each 256-bit half independently: x[r] dword i -> x[i] dword r (8x8 dword transpose;
@@ -61,7 +62,6 @@ void iq1m_repack_16xK_avx512vnni(const uint8_t *w, int64_t nb, int64_t r0, int n
     const __m512i m8 = _mm512_set1_epi32(0xff), mh = _mm512_set1_epi32(0x700);
     const __m512i sbit = _mm512_set1_epi32(0x800), ones = _mm512_set1_epi8(1);
     const __m512i twos = _mm512_set1_epi8(2);
-    const __m512i m14 = _mm512_set1_epi32(14), one = _mm512_set1_epi32(1);
     const uint8_t *base = w + r0 * row_bytes;
     for (int64_t b = 0; b < nb; ++b) {
         const uint8_t *blk = base + b * IQ1M_BLOCK_BYTES;
@@ -88,23 +88,7 @@ void iq1m_repack_16xK_avx512vnni(const uint8_t *w, int64_t nb, int64_t r0, int n
         const __m512i S0 = B[6]; /* words 0, 1 */
         const __m512i S1 = B[7]; /* words 2, 3 */
 
-        /* super-scale: the top nibbles of the four words */
-        const __m512i bits = _mm512_or_si512(
-            _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi32(S0, 12), _mm512_set1_epi32(0xf)),
-                            _mm512_and_si512(_mm512_srli_epi32(S0, 24), _mm512_set1_epi32(0xf0))),
-            _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi32(S1, 4), _mm512_set1_epi32(0xf00)),
-                            _mm512_and_si512(_mm512_srli_epi32(S1, 16), _mm512_set1_epi32(0xf000))));
-        _mm512_storeu_ps(p->d, _mm512_cvtph_ps(_mm512_cvtepi32_epi16(bits)));
-
-        /* 2s+1 of sub-block j: field at bit 16*((j%8)/4) + 3*(j%4) of S0 (j < 8) or S1 */
-#pragma GCC unroll 16
-        for (int j = 0; j < 16; ++j) {
-            const __m512i src = j < 8 ? S0 : S1;
-            const int sh = 16 * ((j % 8) / 4) + 3 * (j % 4);
-            const __m512i t = sh ? _mm512_srli_epi32(src, sh - 1) : _mm512_slli_epi32(src, 1);
-            _mm_storeu_si128((__m128i *)p->mult[j],
-                             _mm512_cvtepi32_epi8(_mm512_ternarylogic_epi32(t, m14, one, 0xEA)));
-        }
+        iq1m_panel_scales_avx512(S0, S1, p);
 
         /* weights, group by group */
 #pragma GCC unroll 4
