@@ -46,6 +46,9 @@ def test_shapes_and_threads(smoke_run):
         assert o["median_s"] == pytest.approx(statistics.median(o["times_s"]), rel=1e-6)
         assert o["gops"] == pytest.approx(r["ops"] / o["median_s"] * 1e-9, rel=1e-2, abs=0.01)
         assert o["spread"] >= 0
+        assert len(r["ours_pp"]["times_s"]) == summary["reps"]
+        # prepacked weights are a lossless encoding: the same output bits
+        assert r["pp_bit_exact"] is True
     seen = {(r["op"], r["tokens"], r["threads"]) for r in recs}
     assert len(seen) == len(recs)
 
@@ -55,14 +58,15 @@ def test_ratios_from_same_run(smoke_run):
     if "unavailable" in summary["info"]["ggml"]:
         pytest.skip(f"ggml not available: {summary['info']['ggml']['unavailable']}")
     for r in summary["records"]:
-        o, g = r["ours"], r["ggml"]
+        o, p, g = r["ours"], r["ours_pp"], r["ggml"]
         assert len(g["times_s"]) == len(o["times_s"]) == summary["reps"]
-        # alternating: ours rep i starts before ggml rep i, which starts before ours rep i+1
+        # alternating: ours rep i, then prepacked rep i, then ggml rep i, then ours rep i+1
         for i in range(summary["reps"]):
-            assert o["starts_s"][i] < g["starts_s"][i]
+            assert o["starts_s"][i] < p["starts_s"][i] < g["starts_s"][i]
             if i + 1 < summary["reps"]:
                 assert g["starts_s"][i] < o["starts_s"][i + 1]
         assert r["ratio"] == pytest.approx(g["median_s"] / o["median_s"], rel=2e-3)
+        assert r["ratio_pp"] == pytest.approx(g["median_s"] / p["median_s"], rel=2e-3)
         paired = statistics.median(gt / ot for ot, gt in zip(o["times_s"], g["times_s"]))
         assert r["ratio_paired"] == pytest.approx(paired, rel=2e-3, abs=1e-3)
         if r["threads"] == 1:
@@ -91,4 +95,7 @@ def test_targets_evaluated_from_records(smoke_run):
     _, summary = smoke_run
     assert summary["targets"] == bench.targets(summary["records"], summary["peak"])
     for t in summary["targets"]:
-        assert set(t) == {"target", "met", "detail"} and isinstance(t["met"], bool)
+        assert set(t) <= {"target", "ours", "ours_pp"} and len(t) > 1
+        for mode in ("ours", "ours_pp"):
+            if mode in t:
+                assert set(t[mode]) == {"met", "detail"} and isinstance(t[mode]["met"], bool)
