@@ -14,6 +14,7 @@
 
 #include "../format.h"
 #include "../repack.h"
+#include "iq1m-panel-scales-avx2.h"
 
 void iq1m_repack_16xK_avx2(const uint8_t *w, int64_t nb, int64_t r0, int n_rows,
                            iq1m_packed_block *out);
@@ -30,8 +31,7 @@ void iq1m_repack_16xK_avx2(const uint8_t *w, int64_t nb, int64_t r0, int n_rows,
     const __m256i split = _mm256_setr_epi32(0, 2, 4, 6, 1, 3, 5, 7); /* low dwords | high */
     const __m256i m8 = _mm256_set1_epi32(0xff), mh = _mm256_set1_epi32(0x700);
     const __m256i sbit = _mm256_set1_epi32(0x800), ones = _mm256_set1_epi8(1);
-    const __m256i twos = _mm256_set1_epi8(2), m7 = _mm256_set1_epi32(7);
-    const __m256i m15 = _mm256_set1_epi32(0xf);
+    const __m256i twos = _mm256_set1_epi8(2);
     const uint8_t *base = w + r0 * row_bytes;
     for (int64_t b = 0; b < nb; ++b) {
         iq1m_packed_block *p = out + b;
@@ -49,18 +49,7 @@ void iq1m_repack_16xK_avx2(const uint8_t *w, int64_t nb, int64_t r0, int n_rows,
             S0[half] = _mm256_i32gather_epi32((const int *)(blk + 48), roff, 1);
             S1[half] = _mm256_i32gather_epi32((const int *)(blk + 52), roff, 1);
 
-            const __m256i bits = _mm256_or_si256(
-                _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi32(S0[half], 12), m15),
-                                _mm256_and_si256(_mm256_srli_epi32(S0[half], 24),
-                                                 _mm256_set1_epi32(0xf0))),
-                _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi32(S1[half], 4),
-                                                 _mm256_set1_epi32(0xf00)),
-                                _mm256_and_si256(_mm256_srli_epi32(S1[half], 16),
-                                                 _mm256_set1_epi32(0xf000))));
-            /* dwords -> 8 halves (values < 2^16: packus is exact) */
-            const __m128i h16 = _mm_packus_epi32(_mm256_castsi256_si128(bits),
-                                                 _mm256_extracti128_si256(bits, 1));
-            _mm256_storeu_ps(p->d + r8, _mm256_cvtph_ps(h16));
+            iq1m_panel_d_avx2(S0[half], S1[half], half, p);
 
 #pragma GCC unroll 4
             for (int g = 0; g < 32; ++g) {
@@ -86,22 +75,6 @@ void iq1m_repack_16xK_avx2(const uint8_t *w, int64_t nb, int64_t r0, int n_rows,
                 _mm256_storeu_si256((__m256i *)&p->q[2 * g + 1][r8][0], hi);
             }
         }
-        /* 2s+1 of sub-block j: field at bit 16*((j%8)/4) + 3*(j%4) of S0 (j < 8) or S1 */
-#pragma GCC unroll 16
-        for (int j = 0; j < 16; ++j) {
-            const int sh = 16 * ((j % 8) / 4) + 3 * (j % 4);
-            __m256i t[2];
-            for (int half = 0; half < 2; ++half) {
-                const __m256i src = j < 8 ? S0[half] : S1[half];
-                t[half] = _mm256_or_si256(
-                    _mm256_slli_epi32(_mm256_and_si256(_mm256_srli_epi32(src, sh), m7), 1),
-                    _mm256_set1_epi32(1));
-            }
-            /* 16 dwords (< 16) -> 16 bytes in row order */
-            const __m256i w16 = _mm256_permute4x64_epi64(_mm256_packus_epi32(t[0], t[1]), 0xD8);
-            const __m128i b8 = _mm_packus_epi16(_mm256_castsi256_si128(w16),
-                                                _mm256_extracti128_si256(w16, 1));
-            _mm_storeu_si128((__m128i *)p->mult[j], b8);
-        }
+        iq1m_panel_mult_avx2(S0, S1, p);
     }
 }

@@ -27,6 +27,7 @@ DECL(7)
 DECL(8)
 
 void iq1m_repack_16xK_avx2(const uint8_t *, int64_t, int64_t, int, iq1m_packed_block *);
+void iq1m_g2_repack_16xK_avx2(const uint8_t *, int64_t, int64_t, int, iq1m_packed_block *);
 
 const iq1m_ukernel_table iq1m_ukernels_avx2 = {
     "avx2",
@@ -49,5 +50,5 @@ const iq1m_ukernel_table iq1m_ukernels_avx2 = {
      iq1m_g2_direct_1x4_avx2, iq1m_g2_direct_1x5_avx2, iq1m_g2_direct_1x6_avx2,
      iq1m_g2_direct_1x7_avx2, iq1m_g2_direct_1x8_avx2},
 #endif
-    NULL /* repack_g2: the scalar definition (src/repack.c) */,
+    iq1m_g2_repack_16xK_avx2,
 };
