@@ -192,7 +192,7 @@ def run_job(cfg: JobConfig) -> int:
                 stats.coverage[f"{b}|{t}"] += 1
         for t in threads:
             stats.threads[str(t)] += 1
-        for i in {r.isa for r in case.runs}:
+        for i in {r.isa + (" prepacked" if r.prepacked else "") for r in case.runs}:
             stats.isas[i] += 1
 
     strategy = hs.cases(isas, cfg.ops, threads=list(cfg.threads))

@@ -64,7 +64,8 @@ def _markdown(r: dict, buckets, threads) -> str:
              + (" (interrupted)" if r["interrupted"] else ""),
              f"- {r['cases']} cases, {r['cases_per_s']} cases/s; operations: "
              + ", ".join(f"{k} {v}" for k, v in sorted(r["ops"].items())),
-             f"- SIMD levels: " + ", ".join(f"{k} {v}" for k, v in sorted(r["isas"].items())),
+             f"- cases per SIMD level (IQ1_M weights, and prepacked): "
+             + ", ".join(f"{k} {v}" for k, v in sorted(r["isas"].items())),
              f"- **{len(r['failures'])} distinct failure(s)**", ""]
     if r["uncovered_token_buckets"]:
         lines += [f"Token-count buckets never covered: {', '.join(r['uncovered_token_buckets'])}", ""]
