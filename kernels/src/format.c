@@ -97,15 +97,20 @@ float iq1m_vec_dot_scalar(int64_t nb, const uint8_t *w_row, const iq1m_block_q8K
 /* ---- the prepacked encoding ---- */
 
 void iq1m_block_to_g2(const uint8_t *blk, iq1m_block_g2 *out) {
-    memset(out, 0, sizeof *out);
+    /* Group g's 8 weights are k = 8g..8g+7: q2 bytes 8*(g%8)..+7 at bits 2*(g/8), i.e. one
+       shifted 64-bit OR of the group's bytes grid+1 into q2 word g%8 (little-endian). */
+    uint64_t q2[8] = {0};
+    uint8_t plus[4] = {0};
+    const uint64_t lo7 = 0x7f7f7f7f7f7f7f7full, ones = 0x0101010101010101ull;
     for (int g = 0; g < 32; ++g) {
-        const int8_t *gv = iq1m_grid_i8[iq1m_block_group_index(blk, g)];
-        if (iq1m_block_group_sign(blk, g) > 0) out->plus[g / 8] |= (uint8_t)(1u << (g % 8));
-        for (int i = 0; i < 8; ++i) {
-            const int k = 8 * g + i;
-            out->q2[k % 64] |= (uint8_t)((gv[i] + 1) << (2 * (k / 64)));
-        }
+        const uint64_t v = iq1m_grid_u64[iq1m_block_group_index(blk, g)]; /* bytes -1, 0, 1 */
+        const uint64_t g1 = ((v & lo7) + ones) ^ (v & ~lo7);              /* bytewise + 1 */
+        q2[g % 8] |= g1 << (2 * (g / 8));
+        if (iq1m_block_group_sign(blk, g) > 0) plus[g / 8] |= (uint8_t)(1u << (g % 8));
     }
+    memset(out, 0, sizeof *out);
+    memcpy(out->q2, q2, sizeof q2);
+    memcpy(out->plus, plus, sizeof plus);
     memcpy(out->scales, blk + 48, 8);
 }
 
