@@ -4,7 +4,9 @@
  * both delta signs, every grid index, fp16 super-scales zero/subnormal/negative/huge/inf/nan,
  * Q8_K scales zero/subnormal/huge/inf/nan, q8 in [-128, 127], nb = 0..28, nc = 1..8,
  * partial panels (1..16 rows, padding as repack.c writes it) and arbitrary out strides.
- * The direct kernels also run on the prepacked form of the same rows (direct_g2 entries).
+ * The direct kernels also run on the prepacked form of the same rows (direct_g2 entries);
+ * every SIMD repack (IQ1_M and prepacked rows) must give ref_repack's panel and write
+ * nothing past it.
  * It also checks that nothing outside the tile is written.
  *
  * usage: ukernel_test [reps per (nb, nc)] [seed]     exit 0 = all passed
@@ -251,6 +253,36 @@ static void check_direct(tstate *t, const char *kind, iq1m_direct_ukernel_fn fn,
     }
 }
 
+/* one SIMD repack entry against ref_repack: the same panel (d compared NaN-tolerantly, as
+   vcvtph2ps quiets signalling NaNs) and nothing written past the nb blocks */
+static long check_repack(const char *isa, const char *kind, iq1m_repack_fn fn,
+                         const uint8_t *w, int64_t nb, int n_rows,
+                         const iq1m_packed_block *want) {
+    const size_t bytes = sizeof(iq1m_packed_block) * (size_t)(nb + 1);
+    iq1m_packed_block *got = aligned_alloc(64, bytes);
+    memset(got, 0xA5, bytes);
+    fn(w, nb, 0, n_rows, got);
+    long fails = 0;
+    for (int64_t b = 0; b < nb; ++b) {
+        int ok = !memcmp(got[b].mult, want[b].mult, sizeof want[b].mult) &&
+                 !memcmp(got[b].q, want[b].q, sizeof want[b].q);
+        for (int r = 0; r < IQ1M_PACK_ROWS; ++r) ok = ok && same(got[b].d[r], want[b].d[r]);
+        if (!ok && fails++ < 4)
+            fprintf(stderr, "FAIL %s %s nb=%lld rows=%d: block %lld differs\n", isa, kind,
+                    (long long)nb, n_rows, (long long)b);
+    }
+    const uint8_t *guard = (const uint8_t *)(got + nb);
+    for (size_t i = 0; i < sizeof(iq1m_packed_block); ++i)
+        if (guard[i] != 0xA5) {
+            if (fails++ < 4)
+                fprintf(stderr, "FAIL %s %s nb=%lld rows=%d: wrote past the last block\n", isa,
+                        kind, (long long)nb, n_rows);
+            break;
+        }
+    free(got);
+    return fails;
+}
+
 int main(int argc, char **argv) {
     const int reps = argc > 1 ? atoi(argv[1]) : 6;
     g_rng = argc > 2 ? strtoull(argv[2], NULL, 0) : 20240626ull;
@@ -369,6 +401,44 @@ int main(int argc, char **argv) {
         free(panel);
     }
 
+    /* repacks: 16 contiguous rows (IQ1_M and their prepacked form, allocated to the byte)
+       through every table's repack / repack_g2, full and partial panels */
+    long repack_checks = 0, repack_fails = 0;
+    const int64_t rnbs[] = {0, 1, 2, 5, 17};
+    for (size_t ni = 0; ni < sizeof rnbs / sizeof rnbs[0]; ++ni) {
+        const int64_t nb = rnbs[ni];
+        uint8_t *w56 = malloc((size_t)(R * nb * IQ1M_BLOCK_BYTES) + 1);
+        uint8_t *w80 = malloc((size_t)(R * nb * IQ1M_PREPACKED_BLOCK_BYTES) + 1);
+        iq1m_packed_block *want = aligned_alloc(64, sizeof(iq1m_packed_block) * (size_t)(nb + 1));
+        for (int64_t i = 0; i < R * nb; ++i) {
+            const uint32_t m = rndn(16);
+            gen_block(w56 + i * IQ1M_BLOCK_BYTES, m < 7 ? 0 : m < 14 ? 1 : 2);
+            iq1m_block_to_g2(w56 + i * IQ1M_BLOCK_BYTES, (iq1m_block_g2 *)(void *)w80 + i);
+        }
+        uint8_t *rp[R];
+        for (int r = 0; r < R; ++r) rp[r] = w56 + r * nb * IQ1M_BLOCK_BYTES;
+        for (int n_rows = 5; n_rows <= R; n_rows += R - 5) {
+            ref_repack(nb, n_rows, rp, want);
+            for (int i = 0; i < 3; ++i) {
+                if (!ts[i].available) continue;
+                const iq1m_ukernel_table *t = ts[i].t;
+                if (t->repack) {
+                    repack_fails += check_repack(t->name, "repack", t->repack, w56, nb, n_rows, want);
+                    ++repack_checks;
+                }
+                if (t->repack_g2) {
+                    repack_fails +=
+                        check_repack(t->name, "repack_g2", t->repack_g2, w80, nb, n_rows, want);
+                    ++repack_checks;
+                }
+            }
+        }
+        free(w56);
+        free(w80);
+        free(want);
+    }
+    printf("repack: %ld SIMD repack calls checked, %ld failures\n", repack_checks, repack_fails);
+
     int covered = 0;
     for (int v = 0; v < 4096; ++v) covered += (int)((g_cover_hits[v / 64] >> (v % 64)) & 1);
     printf("ukernel_test: %ld cases (nb 0..%d x nc 1..%d x %d reps), grid index x sign "
@@ -393,6 +463,7 @@ int main(int argc, char **argv) {
                t->failures);
         fails += t->failures;
     }
+    fails += repack_fails;
     if (covered != 4096) {
         printf("coverage incomplete\n");
         fails++;
