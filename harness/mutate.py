@@ -5,10 +5,12 @@ copy, the library rebuilt incrementally (one translation unit and the link), and
 - a compile error makes it stillborn (not counted);
 - a library byte-identical to the unmutated one makes it equivalent (dead or compiled-out
   code: the fault-injection blocks, for example);
-- otherwise the default property suite runs fail-fast against it in a separate process
+- otherwise, on the release build, then the no-direct build, then address+undefined
+  (KILL_CHAIN): first the library's C micro-kernel test (`iq1m_ukernel_test`, one rep: every
+  table entry and SIMD repack against the scalar definition, shapes the Python suite does
+  not reach), then the default property suite fail-fast in a separate process
   (`--iq1m-variant prebuilt:LIB`, profile `mutation`: the ci profile's examples without
-  shrinking, which kills the same mutants sooner), on the release build, then the
-  no-direct build, then address+undefined (KILL_CHAIN); any failure, crash or hang kills it.
+  shrinking, which kills the same mutants sooner); any failure, crash or hang kills it.
 Mutants listed in kernels/mutants-equivalent.txt (id and a reason) are skipped.
 The score is killed / (killed + survived); the report lists every survivor with its diff.
 """
@@ -115,12 +117,39 @@ def run_one(ws: Workspace, m: Mutant, tests: list[str], timeout: float, lib_dir:
         if not changed:
             return result("equivalent-binary")
         for name in changed:
-            killed, detail = _run_suite(ws, ws.library(name), m, tests, timeout, lib_dir)
+            killed, detail = _run_ukernel_test(ws, name, timeout)
+            if not killed:
+                killed, detail = _run_suite(ws, ws.library(name), m, tests, timeout, lib_dir)
             if killed:
                 return result("killed", f"[{name}] {detail}")
         return result("survived", f"survived {', '.join(changed)}")
     finally:
         path.write_text(original)
+
+
+UKERNEL_TEST = "iq1m_ukernel_test"
+UKERNEL_TEST_TIMEOUT = 60.0  # one rep takes about 1 s, 15 s under address+undefined
+
+
+def _run_ukernel_test(ws: Workspace, variant: str, timeout: float) -> tuple[bool, str]:
+    """(killed, detail) from the mutant build's C micro-kernel test; not killed when the test
+    target does not build (the Python suite decides then)."""
+    build = ws.build_dir(variant)
+    limit = min(timeout, UKERNEL_TEST_TIMEOUT)
+    p = subprocess.run([ws.cmake, "--build", str(build), "--target", UKERNEL_TEST, "-j", "1"],
+                       capture_output=True, text=True)
+    exe = next((f for f in build.rglob(UKERNEL_TEST) if f.is_file()), None)
+    if p.returncode != 0 or exe is None:
+        return False, ""
+    try:
+        t = subprocess.run([str(exe), "1"], capture_output=True, text=True, timeout=limit)
+    except subprocess.TimeoutExpired:
+        return True, f"{UKERNEL_TEST} exceeded {limit:.0f} s (hang)"
+    if t.returncode == 0:
+        return False, ""
+    lines = (t.stderr + t.stdout).splitlines()
+    first = next((x for x in lines if x.startswith("FAIL") or "ERROR" in x), f"exit status {t.returncode}")
+    return True, f"{UKERNEL_TEST}: {first[:300]}"
 
 
 def _run_suite(ws: Workspace, library: Path, m: Mutant, tests: list[str], timeout: float, lib_dir: Path
