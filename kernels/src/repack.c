@@ -23,6 +23,12 @@ static void pad_row(iq1m_packed_block *p, int r) {
     for (int k4 = 0; k4 < IQ1M_QK_K / 4; ++k4) memset(p->q[k4][r], 9, 4);
 }
 
+/* d and 2s+1 of row r from an 8-byte IQ1_M scales field */
+static void scale_row(iq1m_packed_block *p, int r, const uint8_t *scales) {
+    p->d[r] = iq1m_fp16_to_f32(iq1m_scales_d_bits(scales));
+    for (int j = 0; j < 16; ++j) p->mult[j][r] = (uint8_t)iq1m_scales_mult(scales, j);
+}
+
 void iq1m_repack_panel(const uint8_t *w, int64_t nb, int64_t r0, int n_rows,
                        iq1m_packed_block *out) {
     const int64_t row_bytes = nb * IQ1M_BLOCK_BYTES;
@@ -34,8 +40,7 @@ void iq1m_repack_panel(const uint8_t *w, int64_t nb, int64_t r0, int n_rows,
                 continue;
             }
             const uint8_t *blk = w + (r0 + r) * row_bytes + b * IQ1M_BLOCK_BYTES;
-            p->d[r] = iq1m_block_d(blk);
-            for (int j = 0; j < 16; ++j) p->mult[j][r] = (uint8_t)iq1m_block_mult(blk, j);
+            scale_row(p, r, blk + 48);
             for (int g = 0; g < 32; ++g) {
                 const uint64_t v = group_bytes(iq1m_block_group_index(blk, g),
                                                iq1m_block_group_sign(blk, g));
@@ -66,8 +71,7 @@ void iq1m_repack_panel_g2(const uint8_t *w, int64_t nb, int64_t r0, int n_rows,
                 continue;
             }
             const iq1m_block_g2 *blk = blocks + (r0 + r) * nb + b;
-            p->d[r] = iq1m_fp16_to_f32(iq1m_scales_d_bits(blk->scales));
-            for (int j = 0; j < 16; ++j) p->mult[j][r] = (uint8_t)iq1m_scales_mult(blk->scales, j);
+            scale_row(p, r, blk->scales);
             iq1m_g2_weights(blk, wv);
             for (int k = 0; k < IQ1M_QK_K; ++k) p->q[k / 4][r][k % 4] = (uint8_t)(wv[k] + 9);
         }

@@ -18,6 +18,7 @@
 
 #include "../format.h"
 #include "../ukernel.h"
+#include "iq1m-g2-unpack-avx2.h"
 
 #define IQ1M_INLINE static inline __attribute__((always_inline))
 
@@ -116,30 +117,15 @@ IQ1M_INLINE void iq1m_decode(const uint8_t *blk, iq1m_decv *D) {
     iq1m_decode_scales(blk + 48, D);
 }
 
-/* The same decode from a prepacked block (iq1m_block_g2): u = 8*(grid+1) is the 2-bit field
-   moved to bits 3..4 (q2 byte i holds weights i, i+64, i+128, i+192), plus 2 where the
-   group's delta sign is + (bit g of plus, tested per byte).  No table. */
+/* The same decode from a prepacked block (iq1m_block_g2), without the table */
 IQ1M_INLINE void iq1m_decode_g2(const iq1m_block_g2 *blk, iq1m_decv *D) {
-    const __m256i lo = _mm256_loadu_si256((const __m256i *)blk->q2);        /* 0..31 (+64j) */
-    const __m256i hi = _mm256_loadu_si256((const __m256i *)(blk->q2 + 32)); /* 32..63 (+64j) */
-    const __m256i m18 = _mm256_set1_epi8(0x18), two = _mm256_set1_epi8(2);
-    /* byte b of w[t] belongs to group 4t + b/8: bit (4t + b/8) % 8 of plus byte t/2 */
-    const __m256i bit_even = _mm256_setr_epi64x(0x0101010101010101ll, 0x0202020202020202ll,
-                                                0x0404040404040404ll, 0x0808080808080808ll);
-    const __m256i bit_odd = _mm256_slli_epi64(bit_even, 4);
     __m256i u[8];
-    u[0] = _mm256_and_si256(_mm256_slli_epi16(lo, 3), m18);
-    u[1] = _mm256_and_si256(_mm256_slli_epi16(hi, 3), m18);
-    u[2] = _mm256_and_si256(_mm256_slli_epi16(lo, 1), m18);
-    u[3] = _mm256_and_si256(_mm256_slli_epi16(hi, 1), m18);
-    u[4] = _mm256_and_si256(_mm256_srli_epi16(lo, 1), m18);
-    u[5] = _mm256_and_si256(_mm256_srli_epi16(hi, 1), m18);
-    u[6] = _mm256_and_si256(_mm256_srli_epi16(lo, 3), m18);
-    u[7] = _mm256_and_si256(_mm256_srli_epi16(hi, 3), m18);
+    iq1m_g2_grid_u8(blk, u);
+    const __m256i two = _mm256_set1_epi8(2);
 #pragma GCC unroll 8
     for (int t = 0; t < 8; ++t) {
         const __mmask32 plus = _mm256_test_epi8_mask(_mm256_set1_epi8((char)blk->plus[t / 2]),
-                                                     t % 2 ? bit_odd : bit_even);
+                                                     iq1m_g2_plus_bits(t));
         D->w[t] = _mm256_mask_add_epi8(u[t], plus, u[t], two);
     }
     iq1m_decode_scales(blk->scales, D);
