@@ -155,6 +155,28 @@ static void scatter(const gemm_task *t, const float *tile_up, const float *tile_
     }
 }
 
+/* Start pf[m] on the weight rows the repacked path reads after rows [rb, rb + nr) of expert
+ * e (the next block of the same expert, else the first block of the next repacked expert),
+ * spread over the `calls` micro-kernel calls each matrix makes on the current block. */
+static void prefetch_next_rows(const gemm_task *t, const int64_t e, const int64_t rb,
+                               const int64_t nr, const int64_t r0, const int64_t r1,
+                               int64_t calls, iq1m_prefetch_stream pf[2]) {
+    const int64_t rblock = t->block_panels * IQ1M_PACK_ROWS;
+    const int64_t row_bytes = t->expert_bytes / t->rows;
+    int64_t ne = e, nrb = rb + nr;
+    if (nrb >= r1) {
+        nrb = r0;
+        for (ne = e + 1; ne < t->n_experts; ++ne)
+            if (t->off[ne + 1] - t->off[ne] >= (int64_t)t->threshold) break;
+    }
+    const int64_t rows = r1 - nrb < rblock ? r1 - nrb : rblock;
+    for (int m = 0; m < t->n_mats; ++m)
+        iq1m_prefetch_start(&pf[m],
+                            ne < t->n_experts ? t->w[m] + ne * t->expert_bytes + nrb * row_bytes
+                                              : NULL,
+                            (size_t)(rows * row_bytes), calls);
+}
+
 static void gemm_thread(void *arg, int tid, int nth) {
     gemm_task *t = arg;
     int64_t r0, r1;
@@ -181,6 +203,7 @@ static void gemm_thread(void *arg, int tid, int nth) {
     float *tile[2] = {tiles, tiles + IQ1M_MAX_NC * TILE_STRIDE};
     iq1m_packed_block *panels[2] = {NULL, NULL};
     const iq1m_block_q8K *qc[IQ1M_MAX_NC];
+    iq1m_prefetch_stream pf[2];
 
     for (int64_t e = 0; e < t->n_experts; ++e) {
         const int64_t cnt = t->off[e + 1] - t->off[e];
@@ -207,7 +230,12 @@ static void gemm_thread(void *arg, int tid, int nth) {
         for (int64_t rb = r0; rb < r1; rb += rblock) {
             const int64_t nr = r1 - rb < rblock ? r1 - rb : rblock;
             const int64_t np = (nr + IQ1M_PACK_ROWS - 1) / IQ1M_PACK_ROWS;
-            if (packed)
+            if (packed) {
+                int64_t calls = 0;
+                for (int64_t c0 = 0; c0 < cnt; c0 += IQ1M_MAX_NC)
+                    calls += iq1m_gemm_packed_calls(
+                        t->k, np, cnt - c0 < IQ1M_MAX_NC ? cnt - c0 : IQ1M_MAX_NC);
+                prefetch_next_rows(t, e, rb, nr, r0, r1, calls, pf);
                 for (int m = 0; m < t->n_mats; ++m)
                     for (int64_t p = 0; p < np; ++p) {
                         int64_t left = nr - p * IQ1M_PACK_ROWS;
@@ -216,13 +244,14 @@ static void gemm_thread(void *arg, int tid, int nth) {
                                           left < IQ1M_PACK_ROWS ? (int)left : IQ1M_PACK_ROWS,
                                           panels[m] + p * nb);
                     }
+            }
             for (int64_t c0 = 0; c0 < cnt; c0 += IQ1M_MAX_NC) {
                 const int64_t ncc = cnt - c0 < IQ1M_MAX_NC ? cnt - c0 : IQ1M_MAX_NC;
                 for (int64_t i = 0; i < ncc; ++i) qc[i] = ecols[c0 + i].q8;
                 for (int m = 0; m < t->n_mats; ++m) {
                     if (packed)
                         iq1m_gemm_packed_tile(t->k, nb, panels[m], np, qc, ncc, tile[m],
-                                              TILE_STRIDE);
+                                              TILE_STRIDE, &pf[m]);
                     else
                         iq1m_gemm_direct_tile(t->k, t->prepacked, nb, we[m], rb, nr, qc,
                                               ncc, tile[m], TILE_STRIDE);
