@@ -43,8 +43,26 @@ void iq1m_q8k_quantize(const float *x, iq1m_block_q8K *y, int64_t nb) {
     }
 }
 
+/* NaN and inf are the floats whose exponent bits are all set. Chunks are checked without an
+ * early exit so the compiler vectorises them; only a chunk with a hit is scanned in order. */
+#define NONFINITE_CHUNK 64
+
+static int has_nonfinite(const float *x, int64_t n) {
+    uint32_t any = 0;
+    for (int64_t i = 0; i < n; ++i) {
+        uint32_t u;
+        memcpy(&u, x + i, sizeof u);
+        any |= (u & 0x7f800000u) == 0x7f800000u;
+    }
+    return any != 0;
+}
+
 int64_t iq1m_first_nonfinite(const float *x, int64_t n) {
-    for (int64_t i = 0; i < n; ++i)
-        if (!isfinite(x[i])) return i;
+    for (int64_t i0 = 0; i0 < n; i0 += NONFINITE_CHUNK) {
+        const int64_t len = n - i0 < NONFINITE_CHUNK ? n - i0 : NONFINITE_CHUNK;
+        if (!has_nonfinite(x + i0, len)) continue;
+        for (int64_t i = i0; i < i0 + len; ++i)
+            if (!isfinite(x[i])) return i;
+    }
     return -1;
 }

@@ -32,6 +32,9 @@ inf_x = x.copy()
 inf_x[0, 255] = np.inf
 first_x = x.copy()
 first_x[0, 0] = -np.inf  # the first element: an off-by-one in the scan misses it
+later_x = x.copy()  # several in one 64-float chunk and one in the next: the first is reported
+later_x[1, [70, 100, 127]] = [np.nan, np.inf, np.nan]
+later_x[1, 130] = -np.inf
 q8 = np.zeros((1, 292), np.uint8)
 pp = np.zeros((2, ROWS, 80), np.uint8)
 
@@ -80,6 +83,8 @@ calls = {
     "quantize nan": lambda: lib.iq1m_quantize_q8_K(ptr(bad_x[1]), ptr(q8), 256),
     "quantize inf first": lambda: lib.iq1m_quantize_q8_K(ptr(first_x[0]), ptr(q8), 256),
     "mul_mat inf first": lambda: lib.iq1m_mul_mat(ptr(w), ROWS, K, ptr(first_x), T, ptr(out), opts()),
+    "mul_mat first of several non-finite": lambda: lib.iq1m_mul_mat(ptr(w), ROWS, K, ptr(later_x), T, ptr(out),
+                                                                    opts()),
     "quantize null": lambda: lib.iq1m_quantize_q8_K(None, ptr(q8), 256),
     "dequantize K not multiple": lambda: lib.iq1m_dequantize_iq1_m(ptr(w), ptr(out), 257),
     "dequantize null": lambda: lib.iq1m_dequantize_iq1_m(None, ptr(out), 256),
