@@ -101,15 +101,28 @@ def _is_type(word: str, types: set[str]) -> bool:
     return word in _TYPE_WORDS or word in types or word.endswith("_t") or word.startswith("__m")
 
 
+# Code between a line containing MUTATE_OFF and one containing MUTATE_ON is not mutated. For
+# code no output can observe by construction (prefetch hints): every mutant there is
+# equivalent, and each would cost a whole suite run to prove it. The marker comment says why.
+MUTATE_OFF, MUTATE_ON = "mutate: off", "mutate: on"
+
+
 def find_mutants(path: Path, rel: str, types: set[str] = frozenset()) -> list[Mutant]:
     text = path.read_text()
     out: list[Mutant] = []
     seen_lines: dict[str, int] = {}
     in_block_comment = False
+    unobservable = False
     for lineno, line in enumerate(text.split("\n"), start=1):
         stripped = line.strip()
         occurrence = seen_lines.get(stripped, 0)
         seen_lines[stripped] = occurrence + 1
+        if MUTATE_OFF in line or MUTATE_ON in line:
+            unobservable = MUTATE_OFF in line
+            in_block_comment = stripped.startswith("/*") and "*/" not in stripped
+            continue
+        if unobservable:
+            continue
         if in_block_comment:
             if "*/" not in line:
                 continue

@@ -11,15 +11,19 @@ void iq1m_gemm_packed_tile(const iq1m_kernels *k, int64_t nb, const iq1m_packed_
         const int want = chunk_want(nc - c);
         iq1m_packed_ukernel_fn fn = k->packed[want];
         for (int64_t p = 0; p < n_panels; ++p) {
+            /* mutate: off (a prefetch hint: no output can observe it) */
             iq1m_prefetch_step(pf);
+            /* mutate: on */
             fn(nb, panels + p * nb, cols + c, tile + c * ts + p * IQ1M_PACK_ROWS, ts);
         }
         c += k->packed_nc[want];
     }
 }
 
+/* mutate: off (it only sizes the prefetch slices) */
 int64_t iq1m_gemm_packed_calls(const iq1m_kernels *k, int64_t n_panels, int64_t nc) {
     int64_t calls = 0;
     for (int64_t c = 0; c < nc; c += k->packed_nc[chunk_want(nc - c)]) calls += n_panels;
     return calls;
 }
+/* mutate: on */

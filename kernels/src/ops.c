@@ -2,9 +2,10 @@
  * built in order of token then slot; every thread takes one contiguous range of weight rows
  * (aligned to the 16-row panel) and processes all experts in order over that range, so no
  * barrier is needed. An expert with >= threshold tokens runs on the repacked path (each
- * thread repacks its own panels, block by block, into a reused per-thread buffer), below
- * that on the direct path. The fused op computes up and gate tile by tile and applies act;
- * the unfused option runs the two GEMMs and then an activation pass: same bits. */
+ * thread repacks its own panels, block by block, into a reused per-thread buffer, while the
+ * kernel calls on one block prefetch the next block's rows), below that on the direct path.
+ * The fused op computes up and gate tile by tile and applies act; the unfused option runs
+ * the two GEMMs and then an activation pass: same bits. */
 #include "ops.h"
 
 #include <stdatomic.h>
@@ -155,6 +156,7 @@ static void scatter(const gemm_task *t, const float *tile_up, const float *tile_
     }
 }
 
+/* mutate: off (prefetch hints: no output can observe them) */
 /* Start pf[m] on the weight rows the repacked path reads after rows [rb, rb + nr) of expert
  * e (the next block of the same expert, else the first block of the next repacked expert),
  * spread over the `calls` micro-kernel calls each matrix makes on the current block. */
@@ -176,6 +178,7 @@ static void prefetch_next_rows(const gemm_task *t, const int64_t e, const int64_
                                               : NULL,
                             (size_t)(rows * row_bytes), calls);
 }
+/* mutate: on */
 
 static void gemm_thread(void *arg, int tid, int nth) {
     gemm_task *t = arg;
@@ -231,11 +234,13 @@ static void gemm_thread(void *arg, int tid, int nth) {
             const int64_t nr = r1 - rb < rblock ? r1 - rb : rblock;
             const int64_t np = (nr + IQ1M_PACK_ROWS - 1) / IQ1M_PACK_ROWS;
             if (packed) {
+                /* mutate: off (prefetch hint) */
                 int64_t calls = 0;
                 for (int64_t c0 = 0; c0 < cnt; c0 += IQ1M_MAX_NC)
                     calls += iq1m_gemm_packed_calls(
                         t->k, np, cnt - c0 < IQ1M_MAX_NC ? cnt - c0 : IQ1M_MAX_NC);
                 prefetch_next_rows(t, e, rb, nr, r0, r1, calls, pf);
+                /* mutate: on */
                 for (int m = 0; m < t->n_mats; ++m)
                     for (int64_t p = 0; p < np; ++p) {
                         int64_t left = nr - p * IQ1M_PACK_ROWS;

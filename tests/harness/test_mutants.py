@@ -34,6 +34,16 @@ def test_sites_are_code_only(tmp_path):
     assert any(m.operator == "drop-statement" and m.line == 6 for m in ms)
 
 
+def test_unobservable_regions_are_skipped_and_other_ids_kept(tmp_path):
+    marked = SOURCE.replace("    g(n, s);\n", "    /* mutate: off (a hint) */\n    g(n, s);\n    h(n + 1);\n"
+                                                "    /* mutate: on */\n")
+    plain, skipped = _mutants(tmp_path), _mutants(tmp_path, marked)
+    assert any(m.line == 6 for m in plain)
+    assert {m.line for m in skipped}.isdisjoint({6, 7, 8, 9})  # the markers and the region
+    # code outside the region keeps its mutants and their ids
+    assert {m.mid for m in plain if m.line != 6} == {m.mid for m in skipped}
+
+
 def test_apply_changes_exactly_one_site(tmp_path):
     for m in _mutants(tmp_path):
         mutated = m.apply(SOURCE)
