@@ -33,8 +33,9 @@ inf_x[0, 255] = np.inf
 first_x = x.copy()
 first_x[0, 0] = -np.inf  # the first element: an off-by-one in the scan misses it
 later_x = x.copy()  # several in one 64-float chunk and one in the next: the first is reported
-later_x[1, [70, 100, 127]] = [np.nan, np.inf, np.nan]
+later_x[1, [100, 127]] = [np.inf, np.nan]
 later_x[1, 130] = -np.inf
+later_x.view(np.uint32)[1, 70] = 0x7F800001  # a NaN whose only mantissa bit is the lowest
 q8 = np.zeros((1, 292), np.uint8)
 pp = np.zeros((2, ROWS, 80), np.uint8)
 
