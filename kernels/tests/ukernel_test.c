@@ -6,7 +6,7 @@
  * partial panels (1..16 rows, padding as repack.c writes it) and arbitrary out strides.
  * The direct kernels also run on the prepacked form of the same rows (direct_g2 entries);
  * every SIMD repack (IQ1_M and prepacked rows) must give ref_repack's panel and write
- * nothing past it.
+ * nothing past it, and every SIMD Q8_K quantizer the scalar definition's bytes.
  * It also checks that nothing outside the tile is written.
  *
  * usage: ukernel_test [reps per (nb, nc)] [seed]     exit 0 = all passed
@@ -18,6 +18,7 @@
 #include <string.h>
 
 #include "format.h" /* iq1m_grid_i8 */
+#include "q8k.h"    /* iq1m_q8k_quantize, the quantizer's definition */
 #include "ukernel.h"
 
 /* ---------------------------------------------------------------- random numbers */
@@ -283,6 +284,56 @@ static long check_repack(const char *isa, const char *kind, iq1m_repack_fn fn,
     return fails;
 }
 
+/* one block of activations: mode 0 random magnitudes, 1 halves that round to even after
+   scaling by -127/max = -1, 2 the largest |x| twice with both signs, 3 all zero, 4 tiny
+   (127/max overflows), 5 one huge value among small ones */
+static void gen_activations(float *x, int mode) {
+    const float scale = ldexpf(1.0f, (int)rndn(60) - 30);
+    for (int i = 0; i < IQ1M_QK_K; ++i) {
+        const float u = (float)((int32_t)rndn(2000001) - 1000000) / 1000000.0f;
+        switch (mode) {
+        case 1: x[i] = (float)((int)rndn(254) - 127) + 0.5f * (float)rndn(2); break;
+        case 3: x[i] = 0.0f; break;
+        case 4: x[i] = u * 1e-39f; break;
+        default: x[i] = u * scale;
+        }
+    }
+    if (mode == 1) x[rndn(IQ1M_QK_K)] = -127.0f; /* max = -127: iscale = 1, every x.5 a tie */
+    if (mode == 2) {
+        const int a = (int)rndn(IQ1M_QK_K), b = (int)rndn(IQ1M_QK_K);
+        x[a] = 2.0f * scale, x[b] = -2.0f * scale;
+    }
+    if (mode == 5) x[rndn(IQ1M_QK_K)] = 3e38f * (rndn(2) ? 1.0f : -1.0f);
+}
+
+/* every SIMD quantizer against iq1m_q8k_quantize, byte for byte over whole blocks */
+static long check_quantizers(const tstate *ts, int n_tables, long *checks) {
+    enum { NB = 24 };
+    float *x = malloc(sizeof(float) * NB * IQ1M_QK_K);
+    iq1m_block_q8K want[NB], got[NB];
+    long fails = 0;
+    for (int round = 0; round < 20; ++round) {
+        for (int b = 0; b < NB; ++b) gen_activations(x + b * IQ1M_QK_K, (int)rndn(6));
+        memset(want, 0, sizeof want);
+        iq1m_q8k_quantize(x, want, NB);
+        for (int i = 0; i < n_tables; ++i) {
+            if (!ts[i].available || !ts[i].t->quantize) continue;
+            memset(got, 0, sizeof got);
+            ts[i].t->quantize(x, got, NB);
+            ++*checks;
+            for (int b = 0; b < NB; ++b)
+                if (memcmp(&want[b], &got[b], sizeof want[b])) {
+                    if (fails < 5)
+                        printf("FAIL %s quantize block %d (round %d): bytes differ from "
+                               "iq1m_q8k_quantize\n", ts[i].t->name, b, round);
+                    ++fails;
+                }
+        }
+    }
+    free(x);
+    return fails;
+}
+
 int main(int argc, char **argv) {
     const int reps = argc > 1 ? atoi(argv[1]) : 6;
     g_rng = argc > 2 ? strtoull(argv[2], NULL, 0) : 20240626ull;
@@ -438,6 +489,10 @@ int main(int argc, char **argv) {
         free(want);
     }
     printf("repack: %ld SIMD repack calls checked, %ld failures\n", repack_checks, repack_fails);
+    long quantize_checks = 0;
+    const long quantize_fails = check_quantizers(ts, 3, &quantize_checks);
+    printf("quantize: %ld SIMD quantizer calls checked, %ld failures\n", quantize_checks,
+           quantize_fails);
 
     int covered = 0;
     for (int v = 0; v < 4096; ++v) covered += (int)((g_cover_hits[v / 64] >> (v % 64)) & 1);
@@ -463,7 +518,7 @@ int main(int argc, char **argv) {
                t->failures);
         fails += t->failures;
     }
-    fails += repack_fails;
+    fails += repack_fails + quantize_fails;
     if (covered != 4096) {
         printf("coverage incomplete\n");
         fails++;
