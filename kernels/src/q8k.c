@@ -43,8 +43,9 @@ void iq1m_q8k_quantize(const float *x, iq1m_block_q8K *y, int64_t nb) {
     }
 }
 
-/* NaN and inf are the floats whose exponent bits are all set. Chunks are checked without an
- * early exit so the compiler vectorises them; only a chunk with a hit is scanned in order. */
+/* NaN and inf are the floats whose exponent bits are all set. Whole chunks are checked
+ * branch-free, so the compiler vectorises them, and skipped while clean; from the first
+ * chunk that is not, the scan is exact. */
 #define NONFINITE_CHUNK 64
 
 static int has_nonfinite(const float *x, int64_t n) {
@@ -58,11 +59,10 @@ static int has_nonfinite(const float *x, int64_t n) {
 }
 
 int64_t iq1m_first_nonfinite(const float *x, int64_t n) {
-    for (int64_t i0 = 0; i0 < n; i0 += NONFINITE_CHUNK) {
-        const int64_t len = n - i0 < NONFINITE_CHUNK ? n - i0 : NONFINITE_CHUNK;
-        if (!has_nonfinite(x + i0, len)) continue;
-        for (int64_t i = i0; i < i0 + len; ++i)
-            if (!isfinite(x[i])) return i;
-    }
+    int64_t i = 0;
+    while (i + NONFINITE_CHUNK <= n && !has_nonfinite(x + i, NONFINITE_CHUNK))
+        i += NONFINITE_CHUNK;
+    for (; i < n; ++i)
+        if (!isfinite(x[i])) return i;
     return -1;
 }

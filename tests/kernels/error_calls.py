@@ -32,10 +32,14 @@ inf_x = x.copy()
 inf_x[0, 255] = np.inf
 first_x = x.copy()
 first_x[0, 0] = -np.inf  # the first element: an off-by-one in the scan misses it
-later_x = x.copy()  # several in one 64-float chunk and one in the next: the first is reported
-later_x[1, [100, 127]] = [np.inf, np.nan]
-later_x[1, 130] = -np.inf
-later_x.view(np.uint32)[1, 70] = 0x7F800001  # a NaN whose only mantissa bit is the lowest
+# The library skips clean 64-float chunks: values that are not powers of two (whose bits an
+# or-mask test would mistake for an exponent), a NaN alone in its chunk with only the lowest
+# mantissa bit set, later ones after it; and a chunk with nothing finite in it.
+later_x = np.full((T, K), 1.5, np.float32)
+later_x.view(np.uint32)[1, 70] = 0x7F800001
+later_x[1, [130, 200]] = [-np.inf, np.nan]
+chunk_x = np.full((T, K), 1.5, np.float32)
+chunk_x[0, :64] = np.nan
 q8 = np.zeros((1, 292), np.uint8)
 pp = np.zeros((2, ROWS, 80), np.uint8)
 
@@ -86,6 +90,7 @@ calls = {
     "mul_mat inf first": lambda: lib.iq1m_mul_mat(ptr(w), ROWS, K, ptr(first_x), T, ptr(out), opts()),
     "mul_mat first of several non-finite": lambda: lib.iq1m_mul_mat(ptr(w), ROWS, K, ptr(later_x), T, ptr(out),
                                                                     opts()),
+    "mul_mat a chunk of nan": lambda: lib.iq1m_mul_mat(ptr(w), ROWS, K, ptr(chunk_x), T, ptr(out), opts()),
     "quantize null": lambda: lib.iq1m_quantize_q8_K(None, ptr(q8), 256),
     "dequantize K not multiple": lambda: lib.iq1m_dequantize_iq1_m(ptr(w), ptr(out), 257),
     "dequantize null": lambda: lib.iq1m_dequantize_iq1_m(None, ptr(out), 256),

@@ -54,6 +54,7 @@ EXPECTED = {
     "quantize inf first": (NONFINITE, "x[0]"),
     "mul_mat inf first": (NONFINITE, "x[0][0]"),
     "mul_mat first of several non-finite": (NONFINITE, "x[1][70]"),
+    "mul_mat a chunk of nan": (NONFINITE, "x[0][0]"),
     "dequantize K not multiple": (SHAPE, "257"),
     "dequantize null": (NULL, "blocks"),
     "sizes overflow": (SHAPE, "overflow"),
