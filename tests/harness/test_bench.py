@@ -78,13 +78,38 @@ def test_ratios_from_same_run(smoke_run):
         assert r["max_rel_diff_vs_ggml"] < 1e-2
 
 
+def test_thread_counts_in_one_rotation(smoke_run):
+    """Every thread count of a shape is measured in the same rotation, so the 2-thread
+    scaling compares time-adjacent repetitions."""
+    _, summary = smoke_run
+    by = {}
+    for r in summary["records"]:
+        by.setdefault((r["op"], r["tokens"]), {})[r["threads"]] = r
+    for recs in by.values():
+        one, two = recs[1], recs[2]
+        for i in range(summary["reps"]):
+            assert one["ours_pp"]["starts_s"][i] < two["ours"]["starts_s"][i] < two["ours_pp"]["starts_s"][i]
+            if i + 1 < summary["reps"]:
+                assert two["ours_pp"]["starts_s"][i] < one["ours"]["starts_s"][i + 1]
+        for mode in ("ours", "ours_pp"):
+            assert two[f"scaling_{mode}"] == pytest.approx(two[mode]["gops"] / one[mode]["gops"], rel=2e-2)
+            paired = statistics.median(a / b for a, b in zip(one[mode]["times_s"], two[mode]["times_s"]))
+            assert two[f"scaling_{mode}_paired"] == pytest.approx(paired, rel=2e-3, abs=1e-3)
+        assert "scaling_ours" not in one
+
+
 def test_roofline_lines(smoke_run):
     _, summary = smoke_run
     peak = summary["peak"]
     if peak is None:
         pytest.skip("peak library unavailable")
+    n_shapes = len({(r["op"], r["tokens"]) for r in summary["records"]})
     for t in summary["threads"]:
         assert peak["int8_gops"][str(t)] > 0 and peak["read_gbs"][str(t)] > 0
+        # sampled at the start and before every shape; the run's figure is their median
+        samples = peak["int8_samples"][str(t)]
+        assert len(samples) == 1 + n_shapes and all(v > 0 for v in samples)
+        assert peak["int8_gops"][str(t)] == pytest.approx(statistics.median(samples), abs=0.051)
     for r in summary["records"]:
         assert r["peak_fraction_ours"] == pytest.approx(r["ours"]["gops"] / peak["int8_gops"][str(r["threads"])],
                                                         rel=1e-2, abs=1e-3)
