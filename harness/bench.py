@@ -311,17 +311,19 @@ def _private_copy(paths: list[Path]) -> list[Path]:
 # timing
 
 
-def _time_call(call, min_time: float, max_calls: int = 1000) -> tuple[float, float, int]:
+def _time_call(call, min_time: float, max_calls: int = 1000) -> tuple[float, float, int, float]:
     """Wall seconds and calling-thread CPU seconds per call: the call repeated until min_time
     has passed (at least once). With one thread all the work runs on the calling thread, so
-    the CPU time leaves out the time the OS gave the core to someone else."""
-    n, t0, c0 = 0, time.perf_counter(), time.thread_time()
+    the CPU time leaves out the time the OS gave the core to someone else. Also the cores
+    the process got meanwhile (its CPU time over the wall time, all threads): a 2-thread run
+    that got 1.2 cores was measured on a machine that lent the other core to someone else."""
+    n, t0, c0, p0 = 0, time.perf_counter(), time.thread_time(), time.process_time()
     while True:
         call()
         n += 1
         el = time.perf_counter() - t0
         if el >= min_time or n >= max_calls:
-            return el / n, (time.thread_time() - c0) / n, n
+            return el / n, (time.thread_time() - c0) / n, n, (time.process_time() - p0) / el
 
 
 @dataclass
@@ -330,6 +332,7 @@ class Measurement:
     cpu: list = field(default_factory=list)      # calling thread's CPU seconds per call
     starts: list = field(default_factory=list)   # perf_counter at the start of each repetition
     calls: list = field(default_factory=list)
+    cores: list = field(default_factory=list)    # the process's CPU time / wall time
 
 
 def _summary(m: Measurement, ops: float) -> dict:
@@ -339,7 +342,8 @@ def _summary(m: Measurement, ops: float) -> dict:
             "calls": m.calls, "median_s": med, "gops": round(ops / med * 1e-9, 2),
             "gops_min": round(min(gops), 2), "gops_max": round(max(gops), 2),
             "spread": round((max(m.times) - min(m.times)) / med, 4),
-            "cpu_times_s": [round(t, 9) for t in m.cpu], "cpu_median_s": statistics.median(m.cpu)}
+            "cpu_times_s": [round(t, 9) for t in m.cpu], "cpu_median_s": statistics.median(m.cpu),
+            "cores": [round(c, 3) for c in m.cores], "cores_median": round(statistics.median(m.cores), 3)}
 
 
 def measure_pair(runs: dict, reps: int, min_time: float, pause: float) -> dict[str, Measurement]:
@@ -351,10 +355,11 @@ def measure_pair(runs: dict, reps: int, min_time: float, pause: float) -> dict[s
         for name, call in runs.items():
             time.sleep(pause)  # let the other library's spinning threads go to sleep
             res[name].starts.append(time.perf_counter() - _T0)
-            t, c, n = _time_call(call, min_time)
+            t, c, n, cores = _time_call(call, min_time)
             res[name].times.append(t)
             res[name].cpu.append(c)
             res[name].calls.append(n)
+            res[name].cores.append(cores)
     return res
 
 
@@ -549,6 +554,8 @@ def _line(r: dict) -> str:
         s += "  PREPACKED OUTPUT DIFFERS"
     if r.get("scaling_ours") is not None:
         s += f"  vs 1 thread {r['scaling_ours']:.2f}x, prepacked {r['scaling_ours_pp']:.2f}x"
+    if r["threads"] > 1:
+        s += f"  (got {o['cores_median']:.2f} cores)"
     return s
 
 
@@ -605,7 +612,8 @@ def markdown(s: dict) -> str:
              "of calls; figures are medians, spread = (max - min) / median of the times; "
              "ratio = ggml median time / our median time (> 1: ours faster), same run; paired = median of "
              "the per-repetition ratios; CPU-time ratio (1 thread) = the same from the calling thread's CPU "
-             "time, which a busy machine's descheduling does not inflate",
+             "time, which a busy machine's descheduling does not inflate; cores got = our process's CPU time over "
+             "the wall time during our runs (median): below the thread count, the machine lent cores elsewhere",
              f"- elapsed {s['elapsed_s']} s", ""]
     if s["peak"]:
         p = s["peak"]
@@ -617,14 +625,15 @@ def markdown(s: dict) -> str:
                   + " | ".join(_samples(p, t) for t in s["threads"]) + " |",
                   "| read bandwidth (GB/s) | " + " | ".join(str(p["read_gbs"][str(t)]) for t in s["threads"]) + " |",
                   ""]
-    lines += ["| shape | threads | ours GOP/s | spread | ggml GOP/s | spread | ours/ggml | paired | CPU-time ratio "
-              "| % int8 peak | bw-bound GOP/s | prepacked GOP/s | prepacked/ggml |",
-              "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
+    lines += ["| shape | threads | cores got | ours GOP/s | spread | ggml GOP/s | spread | ours/ggml | paired "
+              "| CPU-time ratio | % int8 peak | bw-bound GOP/s | prepacked GOP/s | prepacked/ggml |",
+              "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
     for r in s["records"]:
         g = r.get("ggml")
         pf = r.get("peak_fraction_ours")
         pp = f"{r['ours_pp']['gops']:.1f}" + ("" if r["pp_bit_exact"] else " (OUTPUT DIFFERS)")
-        lines.append(f"| {_label(r)} | {r['threads']} | {r['ours']['gops']:.1f} | {100 * r['ours']['spread']:.0f}% | "
+        lines.append(f"| {_label(r)} | {r['threads']} | {r['ours']['cores_median']:.2f} "
+                     f"| {r['ours']['gops']:.1f} | {100 * r['ours']['spread']:.0f}% | "
                      + (f"{g['gops']:.1f} | {100 * g['spread']:.0f}% | {r['ratio']:.2f} | {r['ratio_paired']:.2f}"
                         if g else "- | - | - | -")
                      + f" | {'-' if r.get('ratio_cpu') is None else format(r['ratio_cpu'], '.2f')}"

@@ -4,6 +4,7 @@ timings are noise to a test)."""
 from __future__ import annotations
 
 import json
+import os
 import statistics
 import subprocess
 import sys
@@ -47,6 +48,10 @@ def test_shapes_and_threads(smoke_run):
         assert o["gops"] == pytest.approx(r["ops"] / o["median_s"] * 1e-9, rel=1e-2, abs=0.01)
         assert o["spread"] >= 0
         assert len(r["ours_pp"]["times_s"]) == summary["reps"]
+        # the cores the process got while it ran: CPU time over wall time, never more than
+        # the machine has
+        assert len(o["cores"]) == summary["reps"] and 0 < o["cores_median"] <= os.cpu_count() + 0.05
+        assert o["cores_median"] == pytest.approx(statistics.median(o["cores"]), abs=1e-3)
         # prepacked weights are a lossless encoding: the same output bits
         assert r["pp_bit_exact"] is True
     seen = {(r["op"], r["tokens"], r["threads"]) for r in recs}
