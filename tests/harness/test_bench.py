@@ -121,6 +121,13 @@ def test_roofline_lines(smoke_run):
         assert r["roofline_gops"] <= peak["int8_gops"][str(r["threads"])]
 
 
+def test_contended_multi_thread_targets_say_so():
+    rec = {"threads": 2, "ours": {"cores_median": 1.1}, "ours_pp": {"cores_median": 1.95}}
+    assert bench._cores(rec, "ours") == ", got 1.10 cores"
+    assert bench._cores(rec, "ours_pp") == ""
+    assert bench._cores(dict(rec, threads=1), "ours") == ""
+
+
 def test_targets_evaluated_from_records(smoke_run):
     _, summary = smoke_run
     assert summary["targets"] == bench.targets(summary["records"], summary["peak"])
