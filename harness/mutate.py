@@ -6,11 +6,12 @@ copy, the library rebuilt incrementally (one translation unit and the link), and
 - a library byte-identical to the unmutated one makes it equivalent (dead or compiled-out
   code: the fault-injection blocks, for example);
 - otherwise, on the release build, then the no-direct build, then address+undefined
-  (KILL_CHAIN): first the library's C micro-kernel test (`iq1m_ukernel_test`, one rep: every
+  (KILL_CHAIN): first the library's white-box C tests (`iq1m_ukernel_test`, one rep: every
   table entry and SIMD repack against the scalar definition, shapes the Python suite does
-  not reach), then the default property suite fail-fast in a separate process
-  (`--iq1m-variant prebuilt:LIB`, profile `mutation`: the ci profile's examples without
-  shrinking, which kills the same mutants sooner); any failure, crash or hang kills it.
+  not reach; `iq1m_schedule_test`: the split of rows between threads), then the default
+  property suite fail-fast in a separate process (`--iq1m-variant prebuilt:LIB`, profile
+  `mutation`: the ci profile's examples without shrinking, which kills the same mutants
+  sooner); any failure, crash or hang kills it.
 Mutants listed in kernels/mutants-equivalent.txt (id and a reason) are skipped.
 The score is killed / (killed + survived); the report lists every survivor with its diff.
 """
@@ -117,7 +118,7 @@ def run_one(ws: Workspace, m: Mutant, tests: list[str], timeout: float, lib_dir:
         if not changed:
             return result("equivalent-binary")
         for name in changed:
-            killed, detail = _run_ukernel_test(ws, name, timeout)
+            killed, detail = _run_whitebox_tests(ws, name, timeout)
             if not killed:
                 killed, detail = _run_suite(ws, ws.library(name), m, tests, timeout, lib_dir)
             if killed:
@@ -127,29 +128,32 @@ def run_one(ws: Workspace, m: Mutant, tests: list[str], timeout: float, lib_dir:
         path.write_text(original)
 
 
-UKERNEL_TEST = "iq1m_ukernel_test"
-UKERNEL_TEST_TIMEOUT = 60.0  # one rep takes about 1 s, 15 s under address+undefined
+WHITEBOX_TESTS = ("iq1m_ukernel_test", "iq1m_schedule_test")
+WHITEBOX_TEST_TIMEOUT = 60.0  # one ukernel rep takes about 1 s, 15 s under address+undefined
 
 
-def _run_ukernel_test(ws: Workspace, variant: str, timeout: float) -> tuple[bool, str]:
-    """(killed, detail) from the mutant build's C micro-kernel test; not killed when the test
-    target does not build (the Python suite decides then)."""
+def _run_whitebox_tests(ws: Workspace, variant: str, timeout: float) -> tuple[bool, str]:
+    """(killed, detail) from the mutant build's white-box C tests (the micro-kernels at one
+    rep, the thread schedule); a test whose target does not build is skipped (the Python
+    suite decides then)."""
     build = ws.build_dir(variant)
-    limit = min(timeout, UKERNEL_TEST_TIMEOUT)
-    p = subprocess.run([ws.cmake, "--build", str(build), "--target", UKERNEL_TEST, "-j", "1"],
-                       capture_output=True, text=True)
-    exe = next((f for f in build.rglob(UKERNEL_TEST) if f.is_file()), None)
-    if p.returncode != 0 or exe is None:
-        return False, ""
-    try:
-        t = subprocess.run([str(exe), "1"], capture_output=True, text=True, timeout=limit)
-    except subprocess.TimeoutExpired:
-        return True, f"{UKERNEL_TEST} exceeded {limit:.0f} s (hang)"
-    if t.returncode == 0:
-        return False, ""
-    lines = (t.stderr + t.stdout).splitlines()
-    first = next((x for x in lines if x.startswith("FAIL") or "ERROR" in x), f"exit status {t.returncode}")
-    return True, f"{UKERNEL_TEST}: {first[:300]}"
+    limit = min(timeout, WHITEBOX_TEST_TIMEOUT)
+    for name in WHITEBOX_TESTS:
+        p = subprocess.run([ws.cmake, "--build", str(build), "--target", name, "-j", "1"],
+                           capture_output=True, text=True)
+        exe = next((f for f in build.rglob(name) if f.is_file()), None)
+        if p.returncode != 0 or exe is None:
+            continue
+        try:
+            t = subprocess.run([str(exe), "1"], capture_output=True, text=True, timeout=limit)
+        except subprocess.TimeoutExpired:
+            return True, f"{name} exceeded {limit:.0f} s (hang)"
+        if t.returncode != 0:
+            lines = (t.stderr + t.stdout).splitlines()
+            first = next((x for x in lines if x.startswith("FAIL") or "ERROR" in x),
+                         f"exit status {t.returncode}")
+            return True, f"{name}: {first[:300]}"
+    return False, ""
 
 
 def _run_suite(ws: Workspace, library: Path, m: Mutant, tests: list[str], timeout: float, lib_dir: Path

@@ -1,9 +1,10 @@
 /* ops.c: the operations. Activations are quantized to Q8_K once; per-expert column lists are
- * built in order of token then slot; every thread takes one contiguous range of weight rows
- * (aligned to the 16-row panel) and processes all experts in order over that range, so no
- * barrier is needed. An expert with >= threshold tokens runs on the repacked path (each
- * thread repacks its own panels, block by block, into a reused per-thread buffer, while the
- * kernel calls on one block prefetch the next block's rows), below that on the direct path.
+ * built in order of token then slot; the threads then claim chunks of 16-row panels (of one
+ * expert each, in expert order; schedule.h) until none are left, and a row's output is
+ * written by the one thread that claimed it, so no barrier is needed. An expert with
+ * >= threshold tokens runs on the repacked path (the thread repacks the chunk's panels into
+ * a reused per-thread buffer, while the kernel calls on it prefetch the rows of the chunk the
+ * thread has already claimed next), below that on the direct path.
  * The fused op computes up and gate tile by tile and applies act; the unfused option runs
  * the two GEMMs and then an activation pass: same bits. */
 #include "ops.h"
@@ -20,6 +21,7 @@
 #include "gemm.h"
 #include "q8k.h"
 #include "repack.h"
+#include "schedule.h"
 #include "threadpool.h"
 
 #if IQ1M_FAULT_IS(tail_activation)
@@ -52,6 +54,7 @@ typedef struct {
     const col_t *cols;
     float *const *unused; /* output vectors of unused slots */
     int64_t n_unused;
+    iq1m_schedule sched; /* the row blocks, claimed by the threads as they go */
     atomic_int err;
 } gemm_task;
 
@@ -156,37 +159,92 @@ static void scatter(const gemm_task *t, const float *tile_up, const float *tile_
     }
 }
 
+/* What one thread keeps across its chunks. */
+typedef struct {
+    int tid;
+    float *tile[2];
+    iq1m_packed_block *panels[2]; /* allocated at the thread's first repacked chunk */
+    iq1m_prefetch_stream pf[2];
+} thread_state;
+
+static int is_packed(const gemm_task *t, int64_t e) {
+    return t->off[e + 1] - t->off[e] >= (int64_t)t->threshold;
+}
+
 /* mutate: off (prefetch hints: no output can observe them) */
-/* Start pf[m] on the weight rows the repacked path reads after rows [rb, rb + nr) of expert
- * e (the next block of the same expert, else the first block of the next repacked expert),
- * spread over the `calls` micro-kernel calls each matrix makes on the current block. */
-static void prefetch_next_rows(const gemm_task *t, const int64_t e, const int64_t rb,
-                               const int64_t nr, const int64_t r0, const int64_t r1,
-                               int64_t calls, iq1m_prefetch_stream pf[2]) {
-    const int64_t rblock = t->block_panels * IQ1M_PACK_ROWS;
+/* Start pf[m] on the weight rows of the thread's next chunk when that chunk is repacked (else
+ * nothing), spread over the `calls` micro-kernel calls each matrix makes on this chunk. */
+static void prefetch_chunk(const gemm_task *t, const iq1m_chunk *next, int64_t calls,
+                           iq1m_prefetch_stream pf[2]) {
     const int64_t row_bytes = t->expert_bytes / t->rows;
-    int64_t ne = e, nrb = rb + nr;
-    if (nrb >= r1) {
-        nrb = r0;
-        for (ne = e + 1; ne < t->n_experts; ++ne)
-            if (t->off[ne + 1] - t->off[ne] >= (int64_t)t->threshold) break;
-    }
-    const int64_t rows = r1 - nrb < rblock ? r1 - nrb : rblock;
+    const int on = next && is_packed(t, next->expert);
     for (int m = 0; m < t->n_mats; ++m)
-        iq1m_prefetch_start(&pf[m],
-                            ne < t->n_experts ? t->w[m] + ne * t->expert_bytes + nrb * row_bytes
-                                              : NULL,
-                            (size_t)(rows * row_bytes), calls);
+        iq1m_prefetch_start(
+            &pf[m],
+            on ? t->w[m] + next->expert * t->expert_bytes + next->row0 * row_bytes : NULL,
+            on ? (size_t)(next->nr * row_bytes) : 0, calls);
 }
 /* mutate: on */
+
+/* Rows [c->row0, c->row0 + c->nr) of expert c->expert for all its tokens; `next` is the chunk
+ * the thread does after this one (NULL: none), whose rows are prefetched meanwhile. */
+static int run_chunk(const gemm_task *t, const iq1m_chunk *c, const iq1m_chunk *next,
+                     thread_state *ts) {
+    const int64_t e = c->expert, rb = c->row0, nr = c->nr, nb = t->nb;
+    const int64_t cnt = t->off[e + 1] - t->off[e];
+    const col_t *ecols = t->cols + t->off[e];
+    const int packed = is_packed(t, e);
+    const int64_t np = (nr + IQ1M_PACK_ROWS - 1) / IQ1M_PACK_ROWS;
+    const uint8_t *we[2] = {t->w[0] + e * t->expert_bytes,
+                            t->n_mats == 2 ? t->w[1] + e * t->expert_bytes : NULL};
+    const iq1m_block_q8K *qc[IQ1M_MAX_NC];
+    if (packed) {
+        for (int m = 0; m < t->n_mats; ++m) {
+            if (!ts->panels[m])
+                ts->panels[m] = iq1m_pool_scratch(
+                    ts->tid, m, sizeof(iq1m_packed_block) * (size_t)(nb * t->block_panels));
+            if (!ts->panels[m]) return IQ1M_ERR_NOMEM;
+        }
+        /* mutate: off (prefetch hint) */
+        int64_t calls = 0;
+        for (int64_t c0 = 0; c0 < cnt; c0 += IQ1M_MAX_NC)
+            calls += iq1m_gemm_packed_calls(t->k, np,
+                                            cnt - c0 < IQ1M_MAX_NC ? cnt - c0 : IQ1M_MAX_NC);
+        prefetch_chunk(t, next, calls, ts->pf);
+        /* mutate: on */
+        for (int m = 0; m < t->n_mats; ++m)
+            for (int64_t p = 0; p < np; ++p) {
+                int64_t left = nr - p * IQ1M_PACK_ROWS;
+                (t->prepacked ? t->k->repack_g2 : t->k->repack)(
+                    we[m], nb, rb + p * IQ1M_PACK_ROWS,
+                    left < IQ1M_PACK_ROWS ? (int)left : IQ1M_PACK_ROWS, ts->panels[m] + p * nb);
+            }
+    } else {
+        small_expert_faults(t, e, cnt);
+    }
+    for (int64_t c0 = 0; c0 < cnt; c0 += IQ1M_MAX_NC) {
+        const int64_t ncc = cnt - c0 < IQ1M_MAX_NC ? cnt - c0 : IQ1M_MAX_NC;
+        for (int64_t i = 0; i < ncc; ++i) qc[i] = ecols[c0 + i].q8;
+        for (int m = 0; m < t->n_mats; ++m) {
+            if (packed)
+                iq1m_gemm_packed_tile(t->k, nb, ts->panels[m], np, qc, ncc, ts->tile[m],
+                                      TILE_STRIDE, &ts->pf[m]);
+            else
+                iq1m_gemm_direct_tile(t->k, t->prepacked, nb, we[m], rb, nr, qc, ncc,
+                                      ts->tile[m], TILE_STRIDE);
+        }
+        scatter(t, ts->tile[0], ts->tile[1], ecols + c0, ncc, rb, nr, rb, rb + nr);
+    }
+    return IQ1M_OK;
+}
 
 static void gemm_thread(void *arg, int tid, int nth) {
     gemm_task *t = arg;
     int64_t r0, r1;
-    row_range(t->rows, tid, nth, &r0, &r1);
+    row_range(t->rows, tid, nth, &r0, &r1); /* unused slots: a fixed split is enough */
     for (int64_t u = 0; u < t->n_unused; ++u)
         if (r1 > r0) memset(t->unused[u] + r0, 0, (size_t)(r1 - r0) * sizeof(float));
-    if (r1 <= r0) {
+    if (r1 <= r0) { /* more threads than panels: this one is not needed */
 #if IQ1M_FAULT_IS(row_race)
         if (t->rows < nth) { /* write early and again late, so the race shows */
             row_race_fault(t);
@@ -197,72 +255,24 @@ static void gemm_thread(void *arg, int tid, int nth) {
 #endif
         return;
     }
-    const int64_t nb = t->nb;
+    iq1m_chunk chunk[2];
+    int cur = 0;
+    if (!iq1m_schedule_claim(&t->sched, &chunk[cur])) return;
+    thread_state ts = {.tid = tid};
     float *tiles = iq1m_pool_scratch(tid, 2, 2 * sizeof(float) * IQ1M_MAX_NC * TILE_STRIDE);
     if (!tiles) {
         atomic_store(&t->err, IQ1M_ERR_NOMEM);
         return;
     }
-    float *tile[2] = {tiles, tiles + IQ1M_MAX_NC * TILE_STRIDE};
-    iq1m_packed_block *panels[2] = {NULL, NULL};
-    const iq1m_block_q8K *qc[IQ1M_MAX_NC];
-    iq1m_prefetch_stream pf[2];
-
-    for (int64_t e = 0; e < t->n_experts; ++e) {
-        const int64_t cnt = t->off[e + 1] - t->off[e];
-        if (cnt == 0) continue;
-        const col_t *ecols = t->cols + t->off[e];
-        const int packed = cnt >= (int64_t)t->threshold;
-        const uint8_t *we[2] = {t->w[0] + e * t->expert_bytes,
-                                t->n_mats == 2 ? t->w[1] + e * t->expert_bytes : NULL};
-        int64_t rblock = DIRECT_ROW_BLOCK;
-        if (packed) {
-            rblock = t->block_panels * IQ1M_PACK_ROWS;
-            for (int m = 0; m < t->n_mats; ++m) {
-                if (!panels[m])
-                    panels[m] = iq1m_pool_scratch(
-                        tid, m, sizeof(iq1m_packed_block) * (size_t)(nb * t->block_panels));
-                if (!panels[m]) {
-                    atomic_store(&t->err, IQ1M_ERR_NOMEM);
-                    return;
-                }
-            }
-        } else {
-            small_expert_faults(t, e, cnt);
-        }
-        for (int64_t rb = r0; rb < r1; rb += rblock) {
-            const int64_t nr = r1 - rb < rblock ? r1 - rb : rblock;
-            const int64_t np = (nr + IQ1M_PACK_ROWS - 1) / IQ1M_PACK_ROWS;
-            if (packed) {
-                /* mutate: off (prefetch hint) */
-                int64_t calls = 0;
-                for (int64_t c0 = 0; c0 < cnt; c0 += IQ1M_MAX_NC)
-                    calls += iq1m_gemm_packed_calls(
-                        t->k, np, cnt - c0 < IQ1M_MAX_NC ? cnt - c0 : IQ1M_MAX_NC);
-                prefetch_next_rows(t, e, rb, nr, r0, r1, calls, pf);
-                /* mutate: on */
-                for (int m = 0; m < t->n_mats; ++m)
-                    for (int64_t p = 0; p < np; ++p) {
-                        int64_t left = nr - p * IQ1M_PACK_ROWS;
-                        (t->prepacked ? t->k->repack_g2 : t->k->repack)(
-                                          we[m], nb, rb + p * IQ1M_PACK_ROWS,
-                                          left < IQ1M_PACK_ROWS ? (int)left : IQ1M_PACK_ROWS,
-                                          panels[m] + p * nb);
-                    }
-            }
-            for (int64_t c0 = 0; c0 < cnt; c0 += IQ1M_MAX_NC) {
-                const int64_t ncc = cnt - c0 < IQ1M_MAX_NC ? cnt - c0 : IQ1M_MAX_NC;
-                for (int64_t i = 0; i < ncc; ++i) qc[i] = ecols[c0 + i].q8;
-                for (int m = 0; m < t->n_mats; ++m) {
-                    if (packed)
-                        iq1m_gemm_packed_tile(t->k, nb, panels[m], np, qc, ncc, tile[m],
-                                              TILE_STRIDE, &pf[m]);
-                    else
-                        iq1m_gemm_direct_tile(t->k, t->prepacked, nb, we[m], rb, nr, qc,
-                                              ncc, tile[m], TILE_STRIDE);
-                }
-                scatter(t, tile[0], tile[1], ecols + c0, ncc, rb, nr, r0, r1);
-            }
+    ts.tile[0] = tiles;
+    ts.tile[1] = tiles + IQ1M_MAX_NC * TILE_STRIDE;
+    for (int more = 1; more; cur ^= 1) {
+        /* the next chunk is claimed before this one runs, so its rows can be prefetched */
+        more = iq1m_schedule_claim(&t->sched, &chunk[cur ^ 1]);
+        const int rc = run_chunk(t, &chunk[cur], more ? &chunk[cur ^ 1] : NULL, &ts);
+        if (rc != IQ1M_OK) {
+            atomic_store(&t->err, rc);
+            return;
         }
     }
 }
@@ -313,8 +323,10 @@ int iq1m_op_run(const iq1m_op_config *cfg, const uint8_t *w_up, const uint8_t *w
     int64_t *off = calloc((size_t)n_experts + 2, sizeof(int64_t));
     col_t *cols = malloc(sizeof(col_t) * (size_t)n_slots);
     float **unused = malloc(sizeof(float *) * (size_t)n_slots);
+    int64_t *active = malloc(sizeof(int64_t) * 2 * (size_t)(n_experts ? n_experts : 1));
+    int64_t *active_panels = active ? active + n_experts : NULL;
     float *tmp = NULL;
-    if (!q8 || !off || !cols || !unused) {
+    if (!q8 || !off || !cols || !unused || !active) {
         rc = iq1m_fail(IQ1M_ERR_NOMEM, "out of memory (activations %lld x %lld blocks)",
                        (long long)n_tokens, (long long)nb);
         goto done;
@@ -384,7 +396,17 @@ int iq1m_op_run(const iq1m_op_config *cfg, const uint8_t *w_up, const uint8_t *w
         t.block_panels = bp < 1 ? 1 : bp > MAX_BLOCK_PANELS ? MAX_BLOCK_PANELS : bp;
     }
     atomic_init(&t.err, IQ1M_OK);
-    /* threads beyond the panel count get no rows; keep them anyway (harmless) */
+    {
+        int64_t n_active = 0;
+        for (int64_t e = 0; e < n_experts; ++e) {
+            if (off[e + 1] == off[e]) continue;
+            active[n_active] = e;
+            active_panels[n_active++] = off[e + 1] - off[e] >= (int64_t)cfg->threshold
+                                            ? t.block_panels
+                                            : DIRECT_ROW_BLOCK / IQ1M_PACK_ROWS;
+        }
+        iq1m_schedule_init(&t.sched, active, active_panels, n_active, rows, nth);
+    }
     if (w_gate && cfg->fused) {
         t.n_mats = 2;
         t.w[0] = w_up;
@@ -412,6 +434,7 @@ int iq1m_op_run(const iq1m_op_config *cfg, const uint8_t *w_up, const uint8_t *w
             t.w[0] = w_gate;
             t.cols = cols_tmp;
             t.unused = unused_tmp;
+            atomic_store(&t.sched.next, 0);
             rc = run_pool(nth, gemm_thread, &t);
         }
         if (rc == IQ1M_OK && atomic_load(&t.err) == IQ1M_OK) {
@@ -435,6 +458,7 @@ done:
     free(off);
     free(cols);
     free(unused);
+    free(active);
     free(tmp);
     return rc;
 }
