@@ -103,6 +103,15 @@ class Library:
     def best_isa(self) -> str:
         return ISA_BY_VALUE.get(self.lib.iq1m_best_isa(), "unknown")
 
+    def last_path_rows(self) -> tuple[int, int]:
+        """(direct, repacked) weight rows the last op on this thread ran on each path, per
+        expert and matrix. Looked up on first use: older builds lack the symbol."""
+        fn = self.lib.iq1m_last_path_rows
+        fn.restype, fn.argtypes = None, [ctypes.POINTER(_i64), ctypes.POINTER(_i64)]
+        direct, repacked = _i64(), _i64()
+        fn(ctypes.byref(direct), ctypes.byref(repacked))
+        return direct.value, repacked.value
+
     # -- helpers -------------------------------------------------------------------------
     def _check(self, status: int) -> None:
         if status != 0:

@@ -76,6 +76,11 @@ const char *iq1m_isa_name(int32_t isa);
 const char *iq1m_last_error(void);
 /* Build-time configuration, e.g. "direct_kernel=1 fault=none sanitize=none". */
 const char *iq1m_build_info(void);
+/* Which kernels the last mul_mat, mul_mat_id or moe_up_gate call on the calling thread ran:
+   weight rows computed on the direct path and on the repacked path, each expert's rows
+   counted once per weight matrix it multiplies (up and gate count apart). Both 0 after a
+   call that failed or had no work. Either pointer may be NULL. */
+void iq1m_last_path_rows(int64_t *direct_rows, int64_t *repacked_rows);
 
 /* x: k floats (k % 256 == 0, all finite) -> k/256 Q8_K blocks. */
 int iq1m_quantize_q8_K(const float *x, iq1m_block_q8K *y, int64_t k);

@@ -30,6 +30,7 @@
 #endif
 
 static _Thread_local char g_err[512];
+static _Thread_local int64_t g_path_rows[2]; /* direct, repacked: the last op's */
 
 int iq1m_fail(int code, const char *fmt, ...) {
     va_list ap;
@@ -65,6 +66,11 @@ API const char *iq1m_isa_name(int32_t isa) {
 }
 
 API const char *iq1m_last_error(void) { return g_err; }
+
+API void iq1m_last_path_rows(int64_t *direct_rows, int64_t *repacked_rows) {
+    if (direct_rows) *direct_rows = g_path_rows[0];
+    if (repacked_rows) *repacked_rows = g_path_rows[1];
+}
 
 API const char *iq1m_build_info(void) {
     return "direct_kernel=" DIRECT_KERNEL_FLAG " fault=" IQ1M_FAULT_NAME
@@ -227,18 +233,21 @@ static int check_common(const void *w, int64_t n_experts, int64_t rows,
 API int iq1m_mul_mat(const void *w, int64_t rows, int64_t k, const float *x, int64_t n_tokens,
                      float *out, const iq1m_options *opt) {
     iq1m_clear_error();
+    g_path_rows[0] = g_path_rows[1] = 0;
     iq1m_op_config cfg;
     int rc;
     if ((rc = resolve_options(opt, &cfg)) != IQ1M_OK) return rc;
     if ((rc = check_common(w, 1, rows, k, x, n_tokens, NULL, 1, out, 0, cfg.prepacked)) != IQ1M_OK)
         return rc;
-    return iq1m_op_run(&cfg, w, NULL, 1, rows, k, x, n_tokens, NULL, 1, IQ1M_ACT_SILU, out);
+    return iq1m_op_run(&cfg, w, NULL, 1, rows, k, x, n_tokens, NULL, 1, IQ1M_ACT_SILU, out,
+                       g_path_rows);
 }
 
 API int iq1m_mul_mat_id(const void *w, int64_t n_experts, int64_t rows, int64_t k,
                         const float *x, int64_t n_tokens, const int32_t *ids, int64_t top_k,
                         float *out, const iq1m_options *opt) {
     iq1m_clear_error();
+    g_path_rows[0] = g_path_rows[1] = 0;
     iq1m_op_config cfg;
     int rc;
     if ((rc = resolve_options(opt, &cfg)) != IQ1M_OK) return rc;
@@ -246,13 +255,14 @@ API int iq1m_mul_mat_id(const void *w, int64_t n_experts, int64_t rows, int64_t 
         IQ1M_OK)
         return rc;
     return iq1m_op_run(&cfg, w, NULL, n_experts, rows, k, x, n_tokens, ids, top_k,
-                       IQ1M_ACT_SILU, out);
+                       IQ1M_ACT_SILU, out, g_path_rows);
 }
 
 API int iq1m_moe_up_gate(const void *w_up, const void *w_gate, int64_t n_experts, int64_t rows,
                          int64_t k, const float *x, int64_t n_tokens, const int32_t *ids,
                          int64_t top_k, int32_t act, float *out, const iq1m_options *opt) {
     iq1m_clear_error();
+    g_path_rows[0] = g_path_rows[1] = 0;
     iq1m_op_config cfg;
     int rc;
     if ((rc = resolve_options(opt, &cfg)) != IQ1M_OK) return rc;
@@ -265,5 +275,5 @@ API int iq1m_moe_up_gate(const void *w_up, const void *w_gate, int64_t n_experts
         return rc;
     if (rows == 0 || n_tokens == 0) return IQ1M_OK;
     return iq1m_op_run(&cfg, w_up, w_gate, n_experts, rows, k, x, n_tokens, ids, top_k, act,
-                       out);
+                       out, g_path_rows);
 }

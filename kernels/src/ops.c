@@ -55,6 +55,7 @@ typedef struct {
     float *const *unused; /* output vectors of unused slots */
     int64_t n_unused;
     iq1m_schedule sched; /* the row blocks, claimed by the threads as they go */
+    atomic_llong path_rows[2]; /* rows x matrices on the direct, the repacked path (memset 0) */
     atomic_int err;
 } gemm_task;
 
@@ -235,6 +236,7 @@ static int run_chunk(const gemm_task *t, const iq1m_chunk *c, const iq1m_chunk *
         }
         scatter(t, ts->tile[0], ts->tile[1], ecols + c0, ncc, rb, nr, rb, rb + nr);
     }
+    atomic_fetch_add_explicit(&t->path_rows[packed], nr * t->n_mats, memory_order_relaxed);
     return IQ1M_OK;
 }
 
@@ -312,7 +314,8 @@ static int run_pool(int nth, iq1m_task_fn fn, void *arg) {
 
 int iq1m_op_run(const iq1m_op_config *cfg, const uint8_t *w_up, const uint8_t *w_gate,
                 int64_t n_experts, int64_t rows, int64_t k, const float *x, int64_t n_tokens,
-                const int32_t *ids, int64_t top_k, int32_t act, float *out) {
+                const int32_t *ids, int64_t top_k, int32_t act, float *out,
+                int64_t path_rows[2]) {
     if (n_tokens == 0 || rows == 0) return IQ1M_OK;
     const int64_t nb = k / IQ1M_QK_K;
     const int64_t n_slots = n_tokens * top_k;
@@ -452,6 +455,10 @@ int iq1m_op_run(const iq1m_op_config *cfg, const uint8_t *w_up, const uint8_t *w
     }
     if (atomic_load(&t.err) != IQ1M_OK)
         rc = iq1m_fail(atomic_load(&t.err), "out of memory (per-thread scratch buffers)");
+    if (rc == IQ1M_OK) {
+        path_rows[0] = atomic_load(&t.path_rows[0]);
+        path_rows[1] = atomic_load(&t.path_rows[1]);
+    }
 
 done:
     free(q8);

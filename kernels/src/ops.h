@@ -16,9 +16,12 @@ typedef struct {
 
 /* ids == NULL: plain mul_mat (n_experts = 1, top_k = 1, out [n_tokens][rows]).
  * w_gate == NULL: mul_mat_id; else moe_up_gate with act. Arguments already validated.
+ * On success path_rows[0] and [1] receive the weight rows run on the direct and the repacked
+ * path (per expert and matrix; see iq1m_last_path_rows); the caller zeroes them first.
  * Returns IQ1M_OK, IQ1M_ERR_NOMEM or IQ1M_ERR_THREADS (message set). */
 int iq1m_op_run(const iq1m_op_config *cfg, const uint8_t *w_up, const uint8_t *w_gate,
                 int64_t n_experts, int64_t rows, int64_t k, const float *x, int64_t n_tokens,
-                const int32_t *ids, int64_t top_k, int32_t act, float *out);
+                const int32_t *ids, int64_t top_k, int32_t act, float *out,
+                int64_t path_rows[2]);
 
 #endif /* IQ1M_OPS_H */

@@ -48,9 +48,10 @@ def test_shapes_and_threads(smoke_run):
         assert o["gops"] == pytest.approx(r["ops"] / o["median_s"] * 1e-9, rel=1e-2, abs=0.01)
         assert o["spread"] >= 0
         assert len(r["ours_pp"]["times_s"]) == summary["reps"]
-        # the cores the process got while it ran: CPU time over wall time, never more than
-        # the machine has
-        assert len(o["cores"]) == summary["reps"] and 0 < o["cores_median"] <= os.cpu_count() + 0.05
+        # the cores the process got while it ran: CPU time over wall time. The process CPU
+        # clock adds the time of a thread running on another CPU late (up to a scheduler
+        # tick), so a smoke window of 20 ms can read up to about 1.5x what the machine has
+        assert len(o["cores"]) == summary["reps"] and 0 < o["cores_median"] <= 1.5 * os.cpu_count()
         assert o["cores_median"] == pytest.approx(statistics.median(o["cores"]), abs=1e-3)
         # prepacked weights are a lossless encoding: the same output bits
         assert r["pp_bit_exact"] is True

@@ -38,7 +38,8 @@ def test_pinned_expert_token_counts(iq1m_runner, op, counts):
 
 
 @pytest.mark.parametrize("n_tokens", [0, 1, 31, 32, 33, 100])
-@pytest.mark.parametrize("rows,k", [(1, 256), (17, 512), (40, 7168)])
+# 600 rows: chunks of many panels, past the tile a direct-path chunk may fill
+@pytest.mark.parametrize("rows,k", [(1, 256), (17, 512), (40, 7168), (600, 256)])
 def test_pinned_mul_mat_shapes(iq1m_runner, n_tokens, rows, k):
     case = hs.pinned_moe_case("mul_mat_id", [n_tokens], iq1m_runner.isas, rows=rows, k=k, top_k=1)
     mm = hs.Case("mul_mat", {"w": case.arrays["w"][0], "x": case.arrays["x"]}, case.runs)
