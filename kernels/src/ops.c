@@ -189,7 +189,7 @@ static void prefetch_chunk(const gemm_task *t, const iq1m_chunk *next, int64_t c
 
 /* Rows [c->row0, c->row0 + c->nr) of expert c->expert for all its tokens; `next` is the chunk
  * the thread does after this one (NULL: none), whose rows are prefetched meanwhile. */
-static int run_chunk(const gemm_task *t, const iq1m_chunk *c, const iq1m_chunk *next,
+static int run_chunk(gemm_task *t, const iq1m_chunk *c, const iq1m_chunk *next,
                      thread_state *ts) {
     const int64_t e = c->expert, rb = c->row0, nr = c->nr, nb = t->nb;
     const int64_t cnt = t->off[e + 1] - t->off[e];
@@ -404,9 +404,8 @@ int iq1m_op_run(const iq1m_op_config *cfg, const uint8_t *w_up, const uint8_t *w
         for (int64_t e = 0; e < n_experts; ++e) {
             if (off[e + 1] == off[e]) continue;
             active[n_active] = e;
-            active_panels[n_active++] = off[e + 1] - off[e] >= (int64_t)cfg->threshold
-                                            ? t.block_panels
-                                            : DIRECT_ROW_BLOCK / IQ1M_PACK_ROWS;
+            active_panels[n_active++] =
+                is_packed(&t, e) ? t.block_panels : DIRECT_ROW_BLOCK / IQ1M_PACK_ROWS;
         }
         iq1m_schedule_init(&t.sched, active, active_panels, n_active, rows, nth);
     }
