@@ -1,7 +1,8 @@
 """The kernel library's own C tests, run by ctest on each build variant: the smoke test
-(hand-computed cases, every ISA, thread count and threshold, the error paths) and the
-micro-kernel test (every table entry against the scalar definition), clean under the
-address+undefined and thread sanitizers; and the activation accuracy check."""
+(hand-computed cases, every ISA, thread count and threshold, the error paths), the
+micro-kernel test (every table entry against the scalar definition) and the thread schedule
+test, clean under the address+undefined and thread sanitizers; the activation accuracy
+check; and builds free of compiler warnings (-Wall -Wextra)."""
 import os
 import subprocess
 
@@ -18,13 +19,20 @@ def _ctest(tree, *args, env=None):
 @pytest.mark.parametrize("variant,selection", [
     ("release", ["-L", "smoke"]),
     ("asan", ["-L", "smoke"]),
-    ("tsan", ["-R", "^smoke$"]),  # the micro-kernels are single-threaded: nothing for TSan, 10x slower
+    ("tsan", ["-R", "^(smoke|schedule)$"]),  # the micro-kernels are single-threaded: nothing for TSan
     ("no-direct", ["-L", "smoke"]),
 ])
 def test_c_smoke_and_ukernel_tests(variant, selection):
     proc = _ctest(build_tree(variant), *selection)
     assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-2000:]
     assert "tests passed" in proc.stdout
+
+
+@pytest.mark.parametrize("variant", ["release", "no-direct"])
+def test_build_has_no_compiler_warnings(variant):
+    log = (build_tree(variant).parent / "build.log").read_text(errors="replace")
+    warnings = [line for line in log.splitlines() if "warning:" in line]
+    assert not warnings, "\n".join(warnings[:20])
 
 
 def test_activation_accuracy():
