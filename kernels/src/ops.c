@@ -135,10 +135,7 @@ static float act_f32_expf(int32_t act, float g) { /* FAULT: float32 expf activat
 #endif
 
 static void scatter(const gemm_task *t, const float *tile_up, const float *tile_gate,
-                    const col_t *cols, int64_t ncols, int64_t rb, int64_t nr, int64_t r0,
-                    int64_t r1) {
-    (void)r0;
-    (void)r1;
+                    const col_t *cols, int64_t ncols, int64_t rb, int64_t nr) {
     for (int64_t i = 0; i < ncols; ++i) {
         float *o = cols[i].out + rb;
         const float *u = tile_up + i * TILE_STRIDE;
@@ -146,7 +143,7 @@ static void scatter(const gemm_task *t, const float *tile_up, const float *tile_
             const float *g = tile_gate + i * TILE_STRIDE;
             iq1m_act_mul(t->act, u, g, o, nr);
 #if IQ1M_FAULT_IS(tail_activation)
-            const int64_t tail_start = r1 - (r1 - r0) % 16;
+            const int64_t tail_start = rb + nr - nr % 16; /* rb is panel-aligned */
             for (int64_t r = 0; r < nr; ++r)
                 if (rb + r >= tail_start) o[r] = u[r] * act_f32_expf(t->act, g[r]);
 #endif
@@ -234,7 +231,7 @@ static int run_chunk(gemm_task *t, const iq1m_chunk *c, const iq1m_chunk *next,
                 iq1m_gemm_direct_tile(t->k, t->prepacked, nb, we[m], rb, nr, qc, ncc,
                                       ts->tile[m], TILE_STRIDE);
         }
-        scatter(t, ts->tile[0], ts->tile[1], ecols + c0, ncc, rb, nr, rb, rb + nr);
+        scatter(t, ts->tile[0], ts->tile[1], ecols + c0, ncc, rb, nr);
     }
     atomic_fetch_add_explicit(&t->path_rows[packed], nr * t->n_mats, memory_order_relaxed);
     return IQ1M_OK;
