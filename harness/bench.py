@@ -50,7 +50,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .binding import BLOCK_BYTES, QK_K, Library, _COptions
+from .targets.libiq1m import BLOCK_BYTES, QK_K, Library, _COptions
 
 _p = ctypes.c_void_p
 _i64 = ctypes.c_int64
@@ -143,7 +143,7 @@ class GgmlRunner:
     the returned callable runs ggml_graph_compute_with_ctx only."""
 
     def __init__(self, g):
-        from .ggml_binding import _InitParams
+        from .targets.libggml import _InitParams
 
         self.g = g
         self._InitParams = _InitParams
@@ -413,10 +413,10 @@ def run_bench(out: Path, *, smoke: bool = False, threads=(1, 2), reps: int | Non
     g_runner, ggml_reason = None, None
     if ggml:
         try:
-            from .ggml_binding import GgmlLibrary
-            from .targets import resolve_ggml_lib_dir
+            from .targets.libggml import GgmlLibrary
+            from .targets.ggml import resolve_ggml_lib_dir
 
-            from .ggml_binding import find_libraries
+            from .targets.libggml import find_libraries
 
             src_dir = resolve_ggml_lib_dir(ggml_lib_dir)
             glib = GgmlLibrary(_private_copy(find_libraries(src_dir))[0].parent)

@@ -27,8 +27,7 @@ from pathlib import Path
 
 from .cases import atomic_write_bytes
 from .errors import UsageError
-
-OPS = ("mul_mat", "mul_mat_id", "moe_up_gate")
+from .ops import OP_NAMES as OPS
 DEFAULT_THREADS = (1, 2, 3, 4, 7, 16)
 
 
@@ -141,11 +140,11 @@ def run_job(cfg: JobConfig) -> int:
     signal.signal(signal.SIGINT, on_term)
     publish(force=True)
     try:
-        from .targets import Target
+        from .targets import from_dict
 
         tdict = json.loads(cfg.target) if cfg.target else {}
-        target = Target.from_dict(tdict, strict=bool(tdict.get("strict")))
-        runner = Runner(cfg.variant, cfg.out / "jobs" / f"job-{cfg.job}", target=target)
+        target = from_dict(tdict, variant=cfg.variant, strict=bool(tdict.get("strict")))
+        runner = Runner(target, cfg.out / "jobs" / f"job-{cfg.job}")
     except Exception as exc:  # reported by the parent as a one-line error
         stats.error = str(exc)
         stats.finished = True
@@ -169,7 +168,7 @@ def run_job(cfg: JobConfig) -> int:
                           "stderr_tail": failure.stderr_tail[-4000:], "signal": getattr(failure, "signal_name", ""),
                           "minimised": minimised, "found_by_job": cfg.job, "library": runner.hello})
         target = failures_dir / f"{case_id}.npz"
-        write_script(target, failure, case.describe(), cfg.variant, case_id)  # script first: a case
+        write_script(target, failure, case.describe(), runner.target.label(), case_id)  # script first: a case
         save_case(case, target)                                               # on disk has its script
         for old in failures_dir.glob(f"{key}__*.npz"):
             if old != target:
@@ -195,7 +194,7 @@ def run_job(cfg: JobConfig) -> int:
         for i in {r.isa + (" prepacked" if r.prepacked else "") for r in case.runs}:
             stats.isas[i] += 1
 
-    strategy = hs.cases(isas, cfg.ops, threads=list(cfg.threads))
+    strategy = hs.cases(isas, cfg.ops, threads=list(cfg.threads), routing=runner.target.routing)
 
     # Small batches: the deadline is checked between them (a property that returned early
     # near the deadline would make Hypothesis's final replay of a failure look flaky).
@@ -377,28 +376,23 @@ def _distinct(failures: list[dict]) -> list[dict]:
 
 def run_campaign(out: Path, minutes: float, jobs: int, variant: str, ops, threads, isas, seed, db: str,
                  stream=sys.stderr, target=None) -> int:
-    from .build import build
-
     out.mkdir(parents=True, exist_ok=True)
     (out / "jobs").mkdir(exist_ok=True)
     for stale in (out / "jobs").glob("job-*.json"):
         stale.unlink()
     _check_database(db)
-    target_json = ""
-    if target is not None and target.is_ggml:
-        target.resolved_lib_dir()  # a one-line error now rather than in every job
-        target_json = json.dumps(dict(target.to_dict(), strict=target.strict))
-        variant = "ggml"
-        print(f"target {target.label()}", file=stream, flush=True)
-    else:
-        print(f"building variant {variant} ...", file=stream, flush=True)
-        build(variant, echo=False)
+    from .targets import KernelsTarget
+
+    target = target or KernelsTarget(variant)
+    print(f"preparing {target.label()} ...", file=stream, flush=True)
+    target.prepare()  # a build, or a one-line error now rather than in every job
+    target_json = json.dumps(dict(target.to_dict(), strict=target.strict))
     budget = minutes * 60.0
     start = time.time()
     deadline = start + budget
     procs = []
     for j in range(jobs):
-        cfg = JobConfig(out=out, job=j, deadline=deadline, variant=variant if not target_json else "release",
+        cfg = JobConfig(out=out, job=j, deadline=deadline, variant=variant,
                         ops=tuple(ops), threads=tuple(threads), isas=tuple(isas), seed=seed, db=db, target=target_json)
         procs.append(subprocess.Popen([sys.executable, "-m", "harness.campaign", *cfg.to_argv()],
                                       stdout=subprocess.DEVNULL, stderr=open(out / "jobs" / f"job-{j}.stderr", "wb")))
@@ -436,7 +430,7 @@ def run_campaign(out: Path, minutes: float, jobs: int, variant: str, ops, thread
     print(progress_line(total, elapsed, budget), file=stream, flush=True)
     from .report import write_report
 
-    paths = write_report(out, total, elapsed=elapsed, budget=budget, variant=variant, jobs=jobs,
+    paths = write_report(out, total, elapsed=elapsed, budget=budget, variant=target.label(), jobs=jobs,
                          interrupted=interrupted)
     print(f"report: {paths['md']}", file=stream)
     findings = read_findings(out)

@@ -20,84 +20,72 @@ from pathlib import Path
 
 import numpy as np
 
-from .binding import KernelOptions
 from .errors import CaseFormatError
+from .ops import OPS, Op
+from .options import KernelOptions
 
 FORMAT_VERSION = 1
-OPERATIONS = {
-    "mul_mat": ("w", "x"),
-    "mul_mat_id": ("w", "x", "ids"),
-    "moe_up_gate": ("w_up", "w_gate", "x", "ids"),
-}
-_DTYPES = {"w": np.uint8, "w_up": np.uint8, "w_gate": np.uint8, "x": np.float32, "ids": np.int32}
 
 
 @dataclass
 class Case:
+    """One operation's input arrays plus the option sets to run them with. Constructing a
+    Case validates it (`Op.validate`): a Case object is always a well-formed input."""
     op: str
     arrays: dict[str, np.ndarray]
     runs: list[KernelOptions]
     act: str = "silu"
     variant: str = "release"
     info: dict = field(default_factory=dict)  # origin, failure details, digests, versions
-    # what the case runs on (harness.targets.Target.to_dict()); {} = the project's kernels.
-    # For ggml: {"name": "ggml", "lib_dir": DIR or "" (llama-cpp-python's), "env": {...}}
+    # what the case runs on (harness.targets: Target.to_dict()); {} = the project's kernels
     target: dict = field(default_factory=dict)
 
     def __post_init__(self):
-        if self.op not in OPERATIONS:
-            raise ValueError(f"unknown operation {self.op!r}; expected one of {sorted(OPERATIONS)}")
-        missing = [n for n in OPERATIONS[self.op] if n not in self.arrays]
-        if missing:
-            raise ValueError(f"{self.op} case lacks arrays {missing}")
-        self.arrays = {n: np.ascontiguousarray(self.arrays[n], dtype=_DTYPES[n]) for n in OPERATIONS[self.op]}
+        if self.op not in OPS:
+            raise ValueError(f"unknown operation {self.op!r}; expected one of {sorted(OPS)}")
+        self.arrays = self.spec.coerce(self.arrays)
+        self.spec.validate(self.arrays, self.act)
         if not self.runs:
             raise ValueError("a case needs at least one option set to run")
+
+    @property
+    def spec(self) -> Op:
+        return OPS[self.op]
 
     # -- shape facts used by reports and timeouts ----------------------------------------
     @property
     def k(self) -> int:
-        return int(self.arrays["x"].shape[1])
+        return self.spec.k(self.arrays)
 
     @property
     def n_tokens(self) -> int:
-        return int(self.arrays["x"].shape[0])
+        return self.spec.n_tokens(self.arrays)
 
     @property
     def rows(self) -> int:
-        w = self.arrays.get("w", self.arrays.get("w_up"))
-        return int(w.shape[-2] if self.op != "mul_mat" else w.shape[0])
+        return self.spec.rows(self.arrays)
 
     @property
     def slots(self) -> int:
-        """Number of (token, expert) products computed per weight matrix."""
-        if self.op == "mul_mat":
-            return self.n_tokens
-        return int((self.arrays["ids"] >= 0).sum())
+        return self.spec.slots(self.arrays)
 
     def work(self) -> float:
         """Multiply-adds x2 over all runs: what a timeout should scale with."""
-        mats = 2 if self.op == "moe_up_gate" else 1
-        return 2.0 * self.rows * self.k * max(self.slots, 1) * mats * len(self.runs)
+        return self.spec.work(self.arrays) * len(self.runs)
 
     def expert_token_counts(self) -> np.ndarray:
-        """Tokens routed to each expert (mul_mat: one 'expert' with every token)."""
-        if self.op == "mul_mat":
-            return np.array([self.n_tokens])
-        ids = self.arrays["ids"]
-        n_experts = self.arrays.get("w", self.arrays.get("w_up")).shape[0]
-        return np.bincount(ids[ids >= 0].ravel(), minlength=n_experts)
+        return self.spec.expert_token_counts(self.arrays)
 
     def describe(self) -> str:
-        shape = f"rows={self.rows} K={self.k} tokens={self.n_tokens}"
-        if self.op != "mul_mat":
-            counts = self.expert_token_counts()
-            shape += f" experts={counts.size} top_k={self.arrays['ids'].shape[1]} per-expert tokens={counts.tolist()}"
-        act = f" act={self.act}" if self.op == "moe_up_gate" else ""
-        if self.target.get("name", "kernels") != "kernels":
-            env = "".join(f" {k}={v}" for k, v in sorted(self.target.get("env", {}).items()))
-            return f"{self.op} {shape}{act} target={self.target['name']}{env}"
-        return f"{self.op} {shape}{act} variant={self.variant}"
+        where = f"target={self.target['name']}" if self.target.get("name", "kernels") != "kernels" \
+            else f"variant={self.variant}"
+        env = "".join(f" {k}={v}" for k, v in sorted(self.target.get("env", {}).items()))
+        return f"{self.spec.describe(self.arrays, self.act)} {where}{env}"
+
+    def with_arrays(self, arrays: dict, runs: list[KernelOptions] | None = None, **info) -> "Case":
+        """A derived case (same op, activation and target) with other arrays."""
+        return Case(self.op, arrays, list(runs or self.runs), act=self.act, variant=self.variant,
+                    info=dict(info), target=dict(self.target))
 
     def digest(self) -> str:
         h = hashlib.sha256(self.op.encode() + self.act.encode())

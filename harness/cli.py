@@ -18,39 +18,10 @@ import time
 from pathlib import Path
 
 from .errors import UsageError
+from .ops import OP_NAMES
+from .target_args import add_target_arguments, target_from_args
 
 VARIANT_HELP = "kernel build: release (default), asan, tsan, no-direct or fault:NAME (see kernels/FAULTS.md)"
-
-
-def add_target_arguments(p: argparse.ArgumentParser, *, replay: bool = False) -> None:
-    """--target and the ggml target's options (see harness/targets.py)."""
-    g = p.add_argument_group("target")
-    g.add_argument("--target", choices=["kernels", "ggml"], default=None if replay else "kernels",
-                   help="what to test: the project's kernels (default) or a ggml build"
-                        + (" (default: the case's own)" if replay else ""))
-    g.add_argument("--ggml-lib-dir", metavar="DIR",
-                   help="directory with your ggml build's libggml*.so (mainline or ik_llama.cpp); default: the "
-                        "libraries of the installed llama-cpp-python (pip install -e '.[ggml]')")
-    g.add_argument("--ggml-env", metavar="NAME=VALUE", action="append", default=None,
-                   help="environment of the ggml worker, repeatable (e.g. GGML_CPU_TILED_MM=0)")
-    g.add_argument("--strict-invariance", action="store_true",
-                   help="on ggml, count thread-count and batch-composition divergence as failures "
-                        "(by default they are reported as findings)")
-
-
-def target_from_args(args, case_target: dict | None = None):
-    """The Target the options name; for a replay, the case's own target unless overridden."""
-    from .targets import Target, parse_env
-
-    base = Target.from_dict(case_target or {})
-    name = args.target or base.name
-    if name != "ggml":
-        if args.ggml_lib_dir or args.ggml_env:
-            raise UsageError("--ggml-lib-dir and --ggml-env need --target ggml")
-        return Target("kernels", strict=True)
-    lib_dir = args.ggml_lib_dir if args.ggml_lib_dir is not None else (base.lib_dir if base.is_ggml else "")
-    env = parse_env(args.ggml_env) if args.ggml_env is not None else (base.env if base.is_ggml else {})
-    return Target("ggml", lib_dir=str(lib_dir or ""), env=env, strict=args.strict_invariance)
 
 
 def _csv(kind):
@@ -73,28 +44,19 @@ def cmd_info(args) -> int:
     from .runner import Runner
 
     target = target_from_args(args)
-    with Runner(args.variant, target=target) as runner:
-        h = runner.hello
-        if target.is_ggml:
-            g = h["ggml"]
-            env = " ".join(f"{k}={v}" for k, v in sorted(g["env"].items())) or "(none)"
-            print(f"target:    ggml\nlibraries: {', '.join(g['libraries'])}\nversion:   {h['version']}\n"
-                  f"API:       {g['api']} (type ids by name: IQ1_M={g['iq1_m_type']}, Q8_K={g['q8_K_type']})\n"
-                  f"Q8_K:      {g['quantizer']}\nfused:     ggml_moe_up_gate "
-                  f"{'present' if g['fused_moe_up_gate'] else 'absent (moe_up_gate = 2 x mul_mat_id + act)'}\n"
-                  f"env:       {env}")
-            return 0
-        print(f"library:   {runner.library}\nversion:   {h['version']}\nbuild:     {h['build_info']}\n"
-              f"SIMD:      {', '.join(h['isas'])} (auto picks {h['best_isa']})")
+    with Runner(target) as runner:
+        print("\n".join(target.info_lines(runner.hello)))
     return 0
 
 
 def cmd_fuzz(args) -> int:
-    from .campaign import OPS, run_campaign
+    from .campaign import run_campaign
+    from .ops import parse_ops
 
-    bad = [op for op in args.ops if op not in OPS]
-    if bad:
-        raise UsageError(f"unknown operation(s) {bad}; choose from {', '.join(OPS)}")
+    try:
+        args.ops = list(parse_ops(args.ops))
+    except ValueError as exc:
+        raise UsageError(f"--ops: {exc}") from None
     if args.minutes <= 0 or args.jobs < 1:
         raise UsageError("--minutes must be > 0 and --jobs >= 1")
     if any(t < 1 for t in args.threads):
@@ -108,16 +70,9 @@ def cmd_fuzz(args) -> int:
 
 
 def cmd_repro(args) -> int:
-    from .repro import main
+    from .repro import run_from_args
 
-    argv = [str(args.case)] + (["--variant", args.variant] if args.variant else [])
-    argv += ["--timeout", str(args.timeout)] if args.timeout else []
-    argv += ["--target", args.target] if args.target else []
-    argv += ["--ggml-lib-dir", args.ggml_lib_dir] if args.ggml_lib_dir is not None else []
-    for item in args.ggml_env or []:
-        argv += ["--ggml-env", item]
-    argv += ["--strict-invariance"] if args.strict_invariance else []
-    return main(argv)
+    return run_from_args(args)
 
 
 def cmd_mutate(args) -> int:
@@ -181,8 +136,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--threads", type=_csv(int), default=[1, 2, 3, 4, 7, 16],
                    help="thread counts to cover, comma-separated (default 1,2,3,4,7,16)")
     p.add_argument("--isas", type=_csv(str), default=[], help="SIMD levels to cover (default: all usable)")
-    p.add_argument("--ops", type=_csv(str), default=["mul_mat", "mul_mat_id", "moe_up_gate"],
-                   help="operations to cover (default: mul_mat,mul_mat_id,moe_up_gate)")
+    p.add_argument("--ops", type=_csv(str), default=list(OP_NAMES),
+                   help=f"operations to cover (default: {','.join(OP_NAMES)})")
     p.add_argument("--seed", type=int, help="seed for a reproducible campaign")
     p.add_argument("--out", type=Path, help="output directory (default iq1m-campaigns/<timestamp>)")
     p.add_argument("--db", default="", help="example database: a directory (default OUT/examples) or redis://HOST:PORT")
@@ -190,10 +145,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_fuzz)
 
     p = sub.add_parser("repro", help="replay a saved case file; exit 0 if it passes, 1 if it still fails")
-    p.add_argument("case", type=Path)
-    p.add_argument("--variant", help="build to replay on (default: the case's own)")
-    p.add_argument("--timeout", type=float, help="seconds before the kernel counts as hung")
-    add_target_arguments(p, replay=True)
+    from .repro import add_arguments as add_repro_arguments
+
+    add_repro_arguments(p)
     p.set_defaults(func=cmd_repro)
 
     p = sub.add_parser("mutate", help="mutation testing: how many injected kernel bugs the default suite kills",
@@ -230,7 +184,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--routing", metavar="N0,N1,...",
                    help="tokens per selected expert instead of random routing, e.g. 1,31,32,33")
     p.add_argument("--top-k", type=int, default=2, help="experts per token (default 2)")
-    p.add_argument("--op", choices=["mul_mat", "mul_mat_id", "moe_up_gate"],
+    p.add_argument("--op", choices=OP_NAMES,
                    help="operation (default: mul_mat_id for an expert tensor, else mul_mat)")
     p.add_argument("--gate-tensor", help="moe_up_gate: the gate tensor (default: the name with ffn_up -> ffn_gate)")
     p.add_argument("--act", choices=["silu", "gelu"], default="silu", help="moe_up_gate activation (default silu)")

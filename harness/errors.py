@@ -32,15 +32,23 @@ class HarnessFailure(AssertionError):
 
     kind = "failure"
 
-    def __init__(self, message: str, case_path=None, stderr_tail: str = "", detail: str = ""):
+    def __init__(self, message: str, case_path=None, stderr_tail: str = "", detail: str = "", options=None):
         self.message = message
         self.case_path = case_path
         self.stderr_tail = stderr_tail
         self.detail = detail
+        self.options = options   # the run (KernelOptions) that failed, when one run is to blame
+        self.also: list[HarnessFailure] = []  # other failures the same case showed (runs before a crash)
         super().__init__(self._render())
 
+    def set_run(self, options) -> None:
+        """Name the run (KernelOptions) the failure happened in."""
+        self.options = options
+        self.args = (self._render(),)
+
     def _render(self) -> str:
-        parts = [f"[{self.kind}] {self.message}"]
+        run = f" [{self.options.label()}]" if self.options is not None and "[" not in self.message else ""
+        parts = [f"[{self.kind}] {self.message}{run}"]
         if self.detail:
             parts.append(self.detail)
         if self.case_path:
@@ -76,6 +84,13 @@ class KernelHang(HarnessFailure):
     def __init__(self, timeout: float, **kw):
         self.timeout = timeout
         super().__init__(f"no answer within {timeout:.1f} s; worker killed", **kw)
+
+
+class KernelCorruption(HarnessFailure):
+    """The worker's private channel carried bytes that are no message of the protocol: the
+    library wrote to a descriptor it does not own (found by scanning open descriptors)."""
+
+    kind = "corruption"
 
 
 class KernelError(HarnessFailure):
@@ -119,6 +134,6 @@ class BatchDivergence(HarnessFailure):
     kind = "batch-divergence"
 
 
-FAILURE_KINDS = {cls.kind: cls for cls in (KernelCrash, KernelExit, KernelHang, KernelError, Mismatch,
+FAILURE_KINDS = {cls.kind: cls for cls in (KernelCrash, KernelExit, KernelHang, KernelCorruption, KernelError, Mismatch,
                                            ThreadDivergence, IsaDivergence, PathDivergence, PrepackDivergence,
                                            BatchDivergence)}

@@ -15,13 +15,11 @@ from pathlib import Path
 
 import numpy as np
 
-from .binding import BLOCK_BYTES, QK_K
 from .cases import Case
-from .compare import standard_runs
 from .errors import UsageError
+from .ops import BLOCK_BYTES, OPS, QK_K
+from .options import run_star
 from .strategies import activation_values
-
-OPS = ("mul_mat", "mul_mat_id", "moe_up_gate")
 
 
 def parse_range(text: str | None, n: int, what: str) -> tuple[int, int]:
@@ -118,10 +116,12 @@ def case_from_gguf(path: Path, tensor: str, *, expert: int | None = None, expert
     t = find_tensor(reader, tensor, path)
     data = iq1m_tensor_bytes(t, path)
     is_moe_tensor = data.ndim == 3
-    if op is None:
-        op = "mul_mat_id" if is_moe_tensor and expert is None else "mul_mat"
+    if op is None:  # the plain product of this tensor: routed over experts, or dense
+        routed = is_moe_tensor and expert is None
+        op = next(o.name for o in OPS.values() if o.routed == routed and len(o.weights) == 1)
     if op not in OPS:
         raise UsageError(f"--op {op!r}: choose from {', '.join(OPS)}")
+    spec = OPS[op]
     if tokens < 0:
         raise UsageError("--tokens must be >= 0")
     n_rows = data.shape[-2]
@@ -149,13 +149,13 @@ def case_from_gguf(path: Path, tensor: str, *, expert: int | None = None, expert
 
     w = select(data)                                         # [experts, rows, bytes]
     k = w.shape[-1] // BLOCK_BYTES * QK_K
-    runs = standard_runs(["auto"], threads or [1, 2, 4], fused_variants=(op == "moe_up_gate"))
+    runs = run_star(["auto"], threads or [1, 2, 4], unfused=OPS[op].unfused_variant)
 
-    if op == "mul_mat":
+    if not spec.routed:
         if w.shape[0] != 1:
-            raise UsageError(f"--op mul_mat on an expert tensor needs --expert E (it has {w.shape[0]} experts)")
+            raise UsageError(f"--op {op} on an expert tensor needs --expert E (it has {w.shape[0]} experts)")
         x = activation_values("normal", rng, tokens, k)
-        return Case("mul_mat", {"w": w[0], "x": x}, runs, info={"origin": origin})
+        return Case(op, {spec.weights[0]: w[0], "x": x}, runs, info={"origin": origin})
 
     n_experts = w.shape[0]
     if routing is not None:
@@ -169,16 +169,15 @@ def case_from_gguf(path: Path, tensor: str, *, expert: int | None = None, expert
     else:
         ids = random_routing(tokens, n_experts, max(1, top_k), rng)
     x = activation_values("normal", rng, ids.shape[0], k)
-    if op == "mul_mat_id":
-        return Case("mul_mat_id", {"w": w, "x": x, "ids": ids}, runs, info={"origin": origin})
-
-    gate_name = gate_tensor or (tensor.replace("ffn_up", "ffn_gate") if "ffn_up" in tensor else None)
-    if gate_name is None or gate_name == tensor:
-        raise UsageError("--op moe_up_gate needs --gate-tensor NAME (or an ffn_up tensor whose ffn_gate twin exists)")
-    g = find_tensor(reader, gate_name, path)
-    gdata = iq1m_tensor_bytes(g, path)
-    if gdata.shape != data.shape:
-        raise UsageError(f"{path}: gate tensor {gate_name!r} has shape {list(g.shape)}, up has {list(t.shape)}")
-    origin["gate_tensor"] = gate_name
-    return Case("moe_up_gate", {"w_up": w, "w_gate": select(gdata), "x": x, "ids": ids}, runs, act=act,
-                info={"origin": origin})
+    arrays = {spec.weights[0]: w, "x": x, "ids": ids}
+    for companion in spec.weights[1:]:  # the gate of an up+gate op
+        gate_name = gate_tensor or (tensor.replace("ffn_up", "ffn_gate") if "ffn_up" in tensor else None)
+        if gate_name is None or gate_name == tensor:
+            raise UsageError(f"--op {op} needs --gate-tensor NAME (or an ffn_up tensor whose ffn_gate twin exists)")
+        g = find_tensor(reader, gate_name, path)
+        gdata = iq1m_tensor_bytes(g, path)
+        if gdata.shape != data.shape:
+            raise UsageError(f"{path}: gate tensor {gate_name!r} has shape {list(g.shape)}, up has {list(t.shape)}")
+        origin["gate_tensor"] = gate_name
+        arrays[companion] = select(gdata)
+    return Case(op, arrays, runs, act=act, info={"origin": origin})

@@ -17,30 +17,37 @@ import os
 import pytest
 
 from .errors import UsageError
+from .targets import TARGET_NAMES
 
 
 def pytest_addoption(parser):
     group = parser.getgroup("iq1m")
     group.addoption("--iq1m-variant", default=os.environ.get("IQ1M_VARIANT", "release"),
                     help="kernel build variant to test: release, asan, tsan, no-direct or fault:NAME")
-    group.addoption("--iq1m-target", default=os.environ.get("IQ1M_TARGET", "kernels"), choices=["kernels", "ggml"],
+    group.addoption("--iq1m-target", default=os.environ.get("IQ1M_TARGET", "kernels"), choices=TARGET_NAMES,
                     help="what the kernel tests run against: the project's kernels (default) or a ggml build")
     group.addoption("--iq1m-ggml-lib-dir", default=os.environ.get("IQ1M_GGML_LIB_DIR", ""),
                     help="directory with a ggml build's libggml*.so (default: llama-cpp-python's)")
     group.addoption("--iq1m-ggml-env", action="append", default=[], metavar="NAME=VALUE",
                     help="environment of the ggml worker, repeatable (e.g. GGML_CPU_TILED_MM=0)")
     group.addoption("--iq1m-strict", action="store_true",
-                    help="on ggml, thread-count and batch-composition divergence fail the tests")
+                    help="on ggml, findings fail the tests: outputs beyond the exact-product bound, thread-count "
+                         "and batch-composition divergence")
     group.addoption("--iq1m-report", default="", metavar="PATH",
                     help="write the runners' findings (bound ratios, invariance) as JSON to PATH")
 
 
 def pytest_report_header(config):
-    if config.getoption("--iq1m-target") == "ggml":
-        env = " ".join(config.getoption("--iq1m-ggml-env"))
-        return (f"iq1m target: ggml ({config.getoption('--iq1m-ggml-lib-dir') or 'llama-cpp-python'}"
-                f"{', ' + env if env else ''}{', strict' if config.getoption('--iq1m-strict') else ''})")
-    return f"iq1m kernel variant: {config.getoption('--iq1m-variant')}"
+    from .targets import from_choice, parse_env
+
+    try:
+        target = from_choice(config.getoption("--iq1m-target"), variant=config.getoption("--iq1m-variant"),
+                             lib_dir=config.getoption("--iq1m-ggml-lib-dir") or None,
+                             env=parse_env(config.getoption("--iq1m-ggml-env")) or None,
+                             strict=config.getoption("--iq1m-strict"))
+    except UsageError as exc:
+        return f"iq1m target: unusable ({exc})"
+    return f"iq1m target: {target.label()}{', strict' if target.strict else ''}"
 
 
 _RUNNERS: list = []  # every runner made in this session, for the findings summary
@@ -71,15 +78,14 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config):
 @pytest.fixture(scope="session")
 def iq1m_target(request):
     """The harness.targets.Target the session's tests run against."""
-    from .targets import Target, parse_env
+    from .targets import from_choice, parse_env
 
     cfg = request.config
-    name = cfg.getoption("--iq1m-target")
     try:
-        if name != "ggml":
-            return Target("kernels")
-        return Target("ggml", lib_dir=cfg.getoption("--iq1m-ggml-lib-dir"),
-                      env=parse_env(cfg.getoption("--iq1m-ggml-env")), strict=cfg.getoption("--iq1m-strict"))
+        return from_choice(cfg.getoption("--iq1m-target"), variant=cfg.getoption("--iq1m-variant"),
+                           lib_dir=cfg.getoption("--iq1m-ggml-lib-dir") or None,
+                           env=parse_env(cfg.getoption("--iq1m-ggml-env")) or None,
+                           strict=cfg.getoption("--iq1m-strict"))
     except UsageError as exc:
         pytest.exit(f"iq1m-harness: {exc}", returncode=2)
 
@@ -90,13 +96,13 @@ def iq1m_variant(request) -> str:
 
 
 @pytest.fixture(scope="session")
-def iq1m_runner(iq1m_variant, iq1m_target):
+def iq1m_runner(iq1m_target):
     """A built library of the selected variant (or the selected ggml build) behind one
     isolated worker, for the session."""
     from .runner import Runner
 
     try:
-        runner = Runner(iq1m_variant, target=iq1m_target)
+        runner = Runner(iq1m_target)
     except UsageError as exc:
         pytest.exit(f"iq1m-harness: {exc}", returncode=2)
     register_runner(runner)

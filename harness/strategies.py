@@ -14,10 +14,11 @@ from hypothesis import strategies as st
 import reference
 
 from .cases import Case
-from .compare import standard_runs
+from .ops import ACTIVATIONS, OP_NAMES, OPS
+from .options import BASELINE_THRESHOLD, run_star
 
 QK_K = 256
-THRESHOLD = 32
+THRESHOLD = BASELINE_THRESHOLD
 
 # fp16 bit patterns of super-scales that are not "typical"
 SPECIAL_SCALES = {
@@ -153,22 +154,59 @@ def expert_token_counts(max_tokens: int = 100) -> st.SearchStrategy[int]:
     return st.one_of(st.sampled_from([0, 1, 31, 32, 33]), st.integers(0, 40), st.integers(0, max_tokens))
 
 
+def routing_layout(counts, top_k: int, rng: np.random.Generator, *, pad: bool = True) -> np.ndarray:
+    """ids [tokens, top_k] in which expert e is routed to exactly counts[e] tokens, never
+    twice in one token (a real router's table): the experts' slots laid out column by
+    column over T = max(max count, ceil(sum / top_k)) tokens, so each expert's run of
+    <= T consecutive slots lands in distinct tokens. The T * top_k - sum slots left over are
+    unused (-1) when `pad`; otherwise they go to the experts with the most room left
+    (raising their counts), so every slot is used. top_k is capped at the number of experts."""
+    counts = [int(c) for c in counts]
+    top_k = max(1, min(top_k, len(counts)))
+    total = sum(counts)
+    n_tokens = max(max(counts, default=0), -(-total // top_k))
+    if not pad:
+        counts = list(counts)
+        for _ in range(n_tokens * top_k - total):
+            e = int(np.argmax([n_tokens - c for c in counts]))
+            counts[e] += 1
+    slots = np.full(n_tokens * top_k, -1, dtype=np.int32)
+    order = np.repeat(np.arange(len(counts), dtype=np.int32), counts)
+    slots[:order.size] = order
+    table = slots.reshape(top_k, n_tokens).T.copy()        # column-major fill
+    rng.shuffle(table)                                      # token order
+    return rng.permuted(table, axis=1) if table.size else table
+
+
+ROUTING_STYLES = ("router", "any")
+
+
 @st.composite
-def routing_tables(draw, n_experts: int, top_k: int, max_tokens_per_expert: int = 100) -> np.ndarray:
-    """ids int32 [n_tokens, top_k] realising drawn per-expert token counts: slots are shuffled
-    over tokens (so one token may hold the same expert twice) and padded with -1."""
+def routing_tables(draw, n_experts: int, top_k: int, max_tokens_per_expert: int = 100,
+                   style: str = "any") -> np.ndarray:
+    """ids int32 [n_tokens, top_k] realising drawn per-expert token counts.
+    style "router": every slot used, no expert twice in a token (what real routers emit;
+    counts may grow by the few slots needed to fill every token);
+    "any": slots shuffled over tokens (one token may hold the same expert twice), padded with
+    unused (-1) slots and tokens; "mixed": router mostly, "any" sometimes."""
+    if style == "mixed":
+        style = draw(st.sampled_from(["router", "router", "router", "any"]))
+    event(f"routing: {'router-like' if style == 'router' else 'unused or repeated slots'}")
     counts = draw(st.lists(expert_token_counts(max_tokens_per_expert), min_size=n_experts, max_size=n_experts))
-    for c in counts:
-        event(f"expert tokens: {token_count_bucket(c)}")
-    slots = np.repeat(np.arange(n_experts, dtype=np.int32), counts)
     rng = np.random.default_rng(draw(seeds()))
-    rng.shuffle(slots)
-    n_tokens = -(-len(slots) // top_k)
-    extra = draw(st.integers(0, 2))  # tokens with unused slots only
-    table = np.full((n_tokens + extra) * top_k, -1, dtype=np.int32)
-    table[:len(slots)] = slots
-    table = table.reshape(n_tokens + extra, top_k)
-    rng.shuffle(table)
+    if style == "router":
+        table = routing_layout(counts, top_k, rng, pad=False)
+    else:
+        slots = np.repeat(np.arange(n_experts, dtype=np.int32), counts)
+        rng.shuffle(slots)
+        n_tokens = -(-len(slots) // top_k)
+        extra = draw(st.integers(0, 2))  # tokens with unused slots only
+        table = np.full((n_tokens + extra) * top_k, -1, dtype=np.int32)
+        table[:len(slots)] = slots
+        table = table.reshape(n_tokens + extra, top_k)
+        rng.shuffle(table)
+    for c in np.bincount(table[table >= 0].ravel(), minlength=n_experts):
+        event(f"expert tokens: {token_count_bucket(int(c))}")
     return table
 
 
@@ -183,64 +221,57 @@ def thread_sets(choices=THREAD_COUNTS) -> st.SearchStrategy[list[int]]:
 # -- whole cases ----------------------------------------------------------------------------
 
 @st.composite
-def mul_mat_cases(draw, isas: list[str], max_rows: int = 80, max_tokens: int = 100, threads=THREAD_COUNTS) -> Case:
-    k = draw(ks())
-    rows = draw(row_counts(max_rows))
-    n_tokens = draw(expert_token_counts(max_tokens))
-    event(f"tokens: {token_count_bucket(n_tokens)}")
-    runs = standard_runs(isas, draw(thread_sets(threads)))
-    return Case("mul_mat", {"w": draw(iq1m_matrices((rows,), k)), "x": draw(activations(n_tokens, k))}, runs)
+def op_cases(draw, op: str, isas: list[str], threads=THREAD_COUNTS, *, max_rows: int | None = None,
+             max_tokens: int = 100, routing: str = "any") -> Case:
+    """A case of operation `op` (harness.ops): K, rows, tokens (per expert for a routed op),
+    activations, the run star, weights and the activation function, in that order (what
+    decides the path shrinks first)."""
+    spec = OPS[op]
+    k = draw(ks(spec.max_blocks))
+    rows = draw(row_counts(max_rows or spec.max_rows))
+    if spec.routed:
+        n_experts = draw(st.integers(1, 4))
+        ids = draw(routing_tables(n_experts, draw(st.integers(1, 3)), max_tokens, style=routing))
+        n_tokens, leading, extra = ids.shape[0], (n_experts, rows), {"ids": ids}
+    else:
+        n_tokens = draw(expert_token_counts(max_tokens))
+        event(f"tokens: {token_count_bucket(n_tokens)}")
+        leading, extra = (rows,), {}
+    x = draw(activations(n_tokens, k))
+    runs = run_star(isas, draw(thread_sets(threads)), unfused=spec.unfused_variant)
+    arrays = {name: draw(iq1m_matrices(leading, k)) for name in spec.weights}
+    act = draw(st.sampled_from(ACTIVATIONS)) if spec.has_activation else "silu"
+    return Case(spec.name, {**arrays, "x": x, **extra}, runs, act=act)
 
 
-@st.composite
-def moe_cases(draw, isas: list[str], op: str = "mul_mat_id", max_rows: int = 48, max_tokens_per_expert: int = 100,
-              threads=THREAD_COUNTS) -> Case:
-    """mul_mat_id or moe_up_gate cases with drawn per-expert token counts."""
-    k = draw(ks(max_blocks=12))
-    rows = draw(row_counts(max_rows))
-    n_experts = draw(st.integers(1, 4))
-    top_k = draw(st.integers(1, 3))
-    ids = draw(routing_tables(n_experts, top_k, max_tokens_per_expert))
-    x = draw(activations(ids.shape[0], k))
-    runs = standard_runs(isas, draw(thread_sets(threads)), fused_variants=(op == "moe_up_gate"))
-    if op == "mul_mat_id":
-        return Case(op, {"w": draw(iq1m_matrices((n_experts, rows), k)), "x": x, "ids": ids}, runs)
-    act = draw(st.sampled_from(["silu", "gelu"]))
-    return Case(op, {"w_up": draw(iq1m_matrices((n_experts, rows), k)),
-                     "w_gate": draw(iq1m_matrices((n_experts, rows), k)), "x": x, "ids": ids}, runs, act=act)
+def cases(isas: list[str], ops=OP_NAMES, threads=THREAD_COUNTS, routing: str = "any") -> st.SearchStrategy[Case]:
+    """Any of the operations' cases."""
+    return st.one_of([op_cases(op, isas, threads, routing=routing) for op in ops])
 
 
-def cases(isas: list[str], ops=("mul_mat", "mul_mat_id", "moe_up_gate"), threads=THREAD_COUNTS
-          ) -> st.SearchStrategy[Case]:
-    """Any operation's case."""
-    table = {"mul_mat": mul_mat_cases(isas, threads=threads),
-             "mul_mat_id": moe_cases(isas, "mul_mat_id", threads=threads),
-             "moe_up_gate": moe_cases(isas, "moe_up_gate", threads=threads)}
-    return st.one_of([table[op] for op in ops])
+def random_weights(rng: np.random.Generator, leading: tuple[int, ...], k: int) -> np.ndarray:
+    """IQ1_M weights [*leading, k/256*56]: every field uniform, typical positive super-scales."""
+    n = int(np.prod(leading)) * (k // QK_K)
+    fields = reference.IQ1MFields(grid_index=rng.integers(0, 2048, (n, 32), dtype=np.uint16),
+                                  delta_negative=rng.random((n, 32)) < 0.5,
+                                  scale=rng.integers(0, 8, (n, 16), dtype=np.uint8),
+                                  d_bits=typical_scale_bits(rng, n))
+    return reference.encode_fields(fields).reshape(*leading, (k // QK_K) * 56)
 
 
 def pinned_moe_case(op: str, counts: list[int], isas: list[str], *, rows: int = 19, k: int = 512, seed: int = 0,
-                    act: str = "silu", top_k: int = 2) -> Case:
-    """A deterministic case with the given per-expert token counts (for explicit examples)."""
+                    act: str = "silu", top_k: int = 2, threads=(1, 2, 3, 16)) -> Case:
+    """A deterministic case of a routed op in which expert e receives exactly counts[e]
+    tokens, no expert twice in a token, every slot used where the counts allow it (the
+    largest top_k <= the one asked for that leaves no slot unused, else the one asked for,
+    padded with unused slots)."""
     rng = np.random.default_rng(seed)
-    n_experts = len(counts)
-
-    def weights():
-        fields = reference.IQ1MFields(
-            grid_index=rng.integers(0, 2048, (n_experts * rows * k // QK_K, 32), dtype=np.uint16),
-            delta_negative=rng.random((n_experts * rows * k // QK_K, 32)) < 0.5,
-            scale=rng.integers(0, 8, (n_experts * rows * k // QK_K, 16), dtype=np.uint8),
-            d_bits=typical_scale_bits(rng, n_experts * rows * k // QK_K))
-        return reference.encode_fields(fields).reshape(n_experts, rows, -1)
-
-    slots = rng.permutation(np.repeat(np.arange(n_experts, dtype=np.int32), counts))
-    n_tokens = -(-len(slots) // top_k)
-    ids = np.full(n_tokens * top_k, -1, dtype=np.int32)
-    ids[:len(slots)] = slots
-    ids = ids.reshape(n_tokens, top_k)
-    x = activation_values("normal", rng, n_tokens, k)
-    runs = standard_runs(isas, [1, 2, 3, 16], fused_variants=(op == "moe_up_gate"))
-    if op == "mul_mat_id":
-        return Case(op, {"w": weights(), "x": x, "ids": ids}, runs)
-    return Case(op, {"w_up": weights(), "w_gate": weights(), "x": x, "ids": ids}, runs, act=act)
-
+    spec = OPS[op]
+    total = sum(counts)
+    fits = [t for t in range(min(top_k, len(counts)), 0, -1)
+            if max(max(counts, default=0), -(-total // t)) * t == total]
+    ids = routing_layout(counts, fits[0] if fits else top_k, rng)
+    arrays = {name: random_weights(rng, (len(counts), rows), k) for name in spec.weights}
+    x = activation_values("normal", rng, ids.shape[0], k)
+    runs = run_star(isas, list(threads), unfused=spec.unfused_variant)
+    return Case(op, {**arrays, "x": x, "ids": ids}, runs, act=act)

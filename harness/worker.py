@@ -1,53 +1,31 @@
 """The parent side of the isolated worker.
 
-The kernels run in a persistent child process (`python -m harness._worker_main LIB`).
-The parent writes each case to disk atomically before sending it, waits for the answer
-with a timeout, and turns a death by signal, an abnormal exit or a timeout into a
-KernelCrash / KernelExit / KernelHang carrying the case path and the stderr tail. The
-worker is restarted on the next call; the parent never dies with it.
+The library under test runs in a persistent child process (harness._worker_main) that
+talks to this one over two private pipes (harness.protocol); the child's stdin is
+/dev/null and its stdout and stderr go to a log file, so nothing the library (or a
+debugger it forks) prints can reach the protocol. Each call waits with a timeout and turns
+a death by signal, an abnormal exit or a timeout into a KernelCrash / KernelExit /
+KernelHang carrying the stderr tail. The worker is restarted on the next call; the parent
+never dies with it.
 """
 from __future__ import annotations
 
 import json
 import os
-import select
 import signal
 import subprocess
 import sys
 import time
 from pathlib import Path
 
-from .build import PROJECT_ROOT, Variant
-from .errors import KernelCrash, KernelExit, KernelHang, UsageError, WorkerStartError
+import numpy as np
+
+from .errors import KernelCorruption, KernelCrash, KernelExit, KernelHang, WorkerStartError
+from .protocol import ProtocolError, Reader, write_message
 
 STDERR_TAIL_LINES = 40
 START_TIMEOUT = 60.0
-
-
-def sanitizer_environment(variant: Variant) -> dict[str, str]:
-    """A sanitized library loaded into a plain Python needs its runtime preloaded."""
-    env = {}
-    if not variant.sanitizer:
-        return env
-    runtime = "libtsan.so" if variant.sanitizer == "thread" else "libasan.so"
-    cc = os.environ.get("CC", "gcc")
-    try:
-        path = subprocess.run([cc, f"-print-file-name={runtime}"], capture_output=True, text=True,
-                              timeout=30).stdout.strip()
-    except (OSError, subprocess.TimeoutExpired) as exc:
-        raise UsageError(f"cannot locate the {runtime} runtime with {cc} ({exc})") from exc
-    if not path or not Path(path).exists() or path == runtime:
-        raise UsageError(f"{cc} has no {runtime}; install the compiler's sanitizer runtime")
-    preload = [path]
-    if variant.sanitizer == "address,undefined":
-        ubsan = subprocess.run([cc, "-print-file-name=libubsan.so"], capture_output=True, text=True).stdout.strip()
-        if ubsan and Path(ubsan).exists():
-            preload.append(ubsan)
-    env["LD_PRELOAD"] = ":".join(preload)
-    env["ASAN_OPTIONS"] = "detect_leaks=0:abort_on_error=1:halt_on_error=1"
-    env["UBSAN_OPTIONS"] = "halt_on_error=1:abort_on_error=1:print_stacktrace=1"
-    env["TSAN_OPTIONS"] = "halt_on_error=1:abort_on_error=1:report_signal_unsafe=0"
-    return env
+LOG_LIMIT = 8 << 20  # a worker log past this size is cut to its tail when the worker restarts
 
 
 def signal_name(returncode: int) -> str:
@@ -57,70 +35,105 @@ def signal_name(returncode: int) -> str:
         return f"signal {-returncode}"
 
 
+def harness_import_root() -> str:
+    """The directory this process imported `harness` from: the worker runs the same code
+    (never a `harness/` that happens to be in its current directory)."""
+    return str(Path(__file__).resolve().parent.parent)
+
+
 class Worker:
-    def __init__(self, library: Path, variant: Variant, log_dir: Path, *, ggml: bool = False,
-                 extra_env: dict[str, str] | None = None):
-        """`library`: the kernels' .so, or with ggml=True the directory of ggml's libraries;
-        `extra_env`: set in the worker's environment (e.g. GGML_CPU_TILED_MM=0)."""
-        self.library = Path(library)
-        self.variant = variant
-        self.ggml = ggml
-        self.extra_env = dict(extra_env or {})
+    def __init__(self, spec: dict, log_dir: Path, *, env: dict[str, str] | None = None):
+        """`spec`: the target's worker spec (Target.prepare()); `env`: set in the worker's
+        environment (sanitizer runtimes, GGML_* switches, ...)."""
+        self.spec = dict(spec)
+        self.extra_env = dict(env or {})
         self.log_dir = Path(log_dir)
         self.log_dir.mkdir(parents=True, exist_ok=True)
         self.proc: subprocess.Popen | None = None
         self.hello: dict = {}
-        self._buffer = b""
-        self._stderr_path = self.log_dir / f"worker-{os.getpid()}-{id(self):x}.stderr"
+        self.log_path = self.log_dir / f"worker-{os.getpid()}-{id(self):x}.log"
         self.restarts = 0
+        self._to_child = self._from_child = None
+        self._reader: Reader | None = None
 
     # -- lifecycle -----------------------------------------------------------------------
     def start(self) -> dict:
         env = dict(os.environ)
-        env.update(sanitizer_environment(self.variant))
         env.update(self.extra_env)
-        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(PROJECT_ROOT), env.get("PYTHONPATH", "")]))
-        if getattr(self, "_stderr", None) is None or self._stderr.closed:
-            self._stderr = open(self._stderr_path, "ab")
-        since = self._stderr_path.stat().st_size
-        target_args = ["--ggml", str(self.library)] if self.ggml else [str(self.library)]
-        self.proc = subprocess.Popen([sys.executable, "-m", "harness._worker_main", *target_args],
-                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self._stderr,
-                                     env=env, start_new_session=True)
-        self._buffer = b""
-        line = self._read_line(START_TIMEOUT)
-        if line is None:
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [harness_import_root(), env.get("PYTHONPATH", "")]))
+        self._trim_log()
+        since = self.log_path.stat().st_size if self.log_path.exists() else 0
+        req_r, req_w = os.pipe()
+        rep_r, rep_w = os.pipe()
+        with open(self.log_path, "ab") as log:
+            try:
+                self.proc = subprocess.Popen(
+                    [sys.executable, "-P", "-m", "harness._worker_main", "--fds", f"{req_r},{rep_w}",
+                     "--target", json.dumps(self.spec)],
+                    stdin=subprocess.DEVNULL, stdout=log, stderr=log, env=env, pass_fds=(req_r, rep_w),
+                    start_new_session=True)
+            finally:
+                os.close(req_r)
+                os.close(rep_w)
+        self._to_child, self._from_child = req_w, rep_r
+        self._reader = Reader(rep_r)
+        try:
+            message = self._reader.read(START_TIMEOUT)
+        except (EOFError, ProtocolError):
+            message = None
+        if message is None or not message[0].get("ready"):
             death = self._death()
             self._kill()
             last = (self.stderr_tail(since).strip().splitlines() or ["no message"])[-1]
-            fix = ("check --ggml-lib-dir (a directory with your build's libggml*.so) or reinstall "
-                   "llama-cpp-python" if self.ggml else "rebuild it with 'iq1m-harness build --rebuild'")
-            raise WorkerStartError(f"the kernel worker could not start with {self.library} ({death}: {last}); "
-                                   f"{fix} (full log: {self._stderr_path})")
-        self.hello = json.loads(line)
+            fix = ("check --ggml-lib-dir (a directory with your build's libggml*.so) or reinstall llama-cpp-python"
+                   if self.spec.get("name") == "ggml" else "rebuild it with 'iq1m-harness build --rebuild'")
+            raise WorkerStartError(f"the worker could not load {self.spec.get('library') or self.spec.get('lib_dir')} "
+                                   f"({death}: {last}); {fix} (full log: {self.log_path})")
+        self.hello = message[0]
         return self.hello
+
+    def _trim_log(self) -> None:
+        try:
+            if self.log_path.stat().st_size > LOG_LIMIT:
+                with open(self.log_path, "rb") as f:
+                    f.seek(-LOG_LIMIT // 4, os.SEEK_END)
+                    tail = f.read()
+                self.log_path.write_bytes(b"[... earlier log cut ...]\n" + tail)
+        except OSError:
+            pass
 
     def alive(self) -> bool:
         return self.proc is not None and self.proc.poll() is None
 
+    def _close_pipes(self) -> None:
+        for fd in (self._to_child, self._from_child):
+            if fd is not None:
+                try:
+                    os.close(fd)
+                except OSError:
+                    pass
+        self._to_child = self._from_child = None
+
     def close(self) -> None:
         if self.proc is not None:
+            self._close_pipes()  # EOF on its request pipe: it exits
             try:
-                self.proc.stdin.close()
                 self.proc.wait(timeout=5)
-            except (OSError, subprocess.TimeoutExpired):
+            except subprocess.TimeoutExpired:
                 self._kill()
             self.proc = None
-        if getattr(self, "_stderr", None):
-            self._stderr.close()
+        self._close_pipes()
 
     def _kill(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
+        """Kill the worker's whole process group (it is a session leader): the worker if it
+        still runs, and whatever it forked."""
+        if self.proc is not None:
             try:
                 os.killpg(self.proc.pid, signal.SIGKILL)
-            except ProcessLookupError:
+            except (ProcessLookupError, PermissionError):
                 pass
             self.proc.wait()
+        self._close_pipes()
 
     def _death(self) -> str:
         rc = self.proc.poll() if self.proc else None
@@ -129,68 +142,84 @@ class Worker:
         return signal_name(rc) if rc < 0 else f"exit status {rc}"
 
     # -- I/O -----------------------------------------------------------------------------
-    def stderr_tail(self, since: int = 0) -> str:
+    def log_size(self) -> int:
         try:
-            with open(self._stderr_path, "rb") as f:
+            return self.log_path.stat().st_size
+        except OSError:
+            return 0
+
+    def stderr_tail(self, since: int = 0) -> str:
+        """The last lines the worker (and the library in it) printed since byte `since`."""
+        try:
+            with open(self.log_path, "rb") as f:
                 f.seek(since)
                 text = f.read().decode(errors="replace")
         except OSError:
             return ""
         return "\n".join(text.splitlines()[-STDERR_TAIL_LINES:])
 
-    def _read_line(self, timeout: float) -> bytes | None:
-        """One line from the worker, or None on timeout or EOF. On EOF the process is reaped
-        first, so `poll()` afterwards tells a death (EOF) from a hang (still running)."""
-        deadline = time.monotonic() + timeout
-        fd = self.proc.stdout.fileno()
-        while b"\n" not in self._buffer:
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                return None
-            ready, _, _ = select.select([fd], [], [], remaining)
-            if not ready:
-                return None
-            chunk = os.read(fd, 65536)
-            if not chunk:
-                try:
-                    self.proc.wait(timeout=30)  # it closed stdout: it is exiting
-                except subprocess.TimeoutExpired:
-                    pass
-                return None
-            self._buffer += chunk
-        line, self._buffer = self._buffer.split(b"\n", 1)
-        return line
-
-    # -- requests ------------------------------------------------------------------------
-    def request(self, case_path: Path, result_path: Path, timeout: float) -> None:
-        """Run one saved case; raises KernelCrash / KernelExit / KernelHang on a bad death."""
+    def call(self, request: dict, timeout: float, case_path=None) -> tuple[dict, dict[str, np.ndarray]]:
+        """Send one request and return the reply (header, arrays); raises KernelCrash /
+        KernelExit / KernelHang on a bad death."""
         if not self.alive():
             if self.hello:
                 self.restarts += 1
             if self.proc is not None:
                 self._kill()
             self.start()
-        since = self._stderr_path.stat().st_size
+        since = self.log_size()
         try:
-            self.proc.stdin.write((json.dumps({"case": str(case_path), "result": str(result_path)}) + "\n").encode())
-            self.proc.stdin.flush()
+            write_message(self._to_child, request)
         except BrokenPipeError:
             pass  # it died; the read below reports how
-        line = self._read_line(timeout)
-        if line is None:
+        eof = False
+        try:
+            message = self._await(timeout)
+        except EOFError:
+            message, eof = None, True
+        except ProtocolError as exc:  # our worker writes messages only: the library wrote there
+            self._kill()
+            self.proc = None
+            raise KernelCorruption(f"the worker's private channel was written to by someone else ({exc})",
+                                   case_path=case_path, stderr_tail=self.stderr_tail(since)) from None
+        if message is None:
+            if eof:
+                self._reap()
             hung = self.proc.poll() is None
-            if hung:
-                self._kill()
-            else:
-                self.proc.wait()
-            tail = self.stderr_tail(since)
+            self._kill()  # a hung worker, or what a dead one forked (a debugger, a helper) and left
             rc = self.proc.returncode
             self.proc = None
+            self._close_pipes()
+            tail = self.stderr_tail(since)
             if hung:
                 raise KernelHang(timeout, case_path=case_path, stderr_tail=tail)
             if rc < 0:
                 raise KernelCrash(signal_name(rc), case_path=case_path, stderr_tail=tail)
             raise KernelExit(rc, case_path=case_path, stderr_tail=tail)
-        reply = json.loads(line)
-        if not reply.get("done"):
-            raise RuntimeError(f"worker failed to process {case_path}:\n{reply.get('error')}")
+        header, arrays = message
+        if "error" in header:
+            raise RuntimeError(f"the worker failed to process {case_path}:\n{header['error']}")
+        return header, arrays
+
+    POLL = 0.2
+
+    def _await(self, timeout: float):
+        """The next message, or None once the worker is dead or `timeout` has passed. The
+        process is watched, not only the pipe: a child it forked holds the pipe open after
+        it dies (until exec, descriptors are shared)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            remaining = deadline - time.monotonic()
+            message = self._reader.read(min(self.POLL, max(remaining, 0.0)))
+            if message is not None or remaining <= 0:
+                return message
+            if self.proc.poll() is not None:
+                return self._reader.read(0.05)  # whatever it wrote before it died
+
+    def _reap(self) -> None:
+        """It closed its end: it is exiting. Wait for the status (a child it forked may still
+        hold nothing of ours: the protocol descriptors are not inheritable)."""
+        try:
+            self.proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            self._kill()

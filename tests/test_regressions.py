@@ -11,4 +11,4 @@ CASES = sorted((Path(__file__).parent / "regressions").glob("*.npz"))
 
 @pytest.mark.parametrize("path", CASES, ids=[p.stem for p in CASES])
 def test_saved_case_passes(iq1m_runner, path):
-    iq1m_runner.check(iq1m_runner.portable(load_case(path)))
+    iq1m_runner.check(load_case(path))

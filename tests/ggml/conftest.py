@@ -8,7 +8,7 @@ import os
 import pytest
 
 from harness.pytest_plugin import register_runner
-from harness.targets import Target, ggml_available
+from harness.targets import GgmlTarget, ggml_available
 
 LIB_DIR = os.environ.get("IQ1M_GGML_LIB_DIR", "")
 
@@ -25,7 +25,7 @@ def ggml_lib_dir():
 def _runner(tmp_path_factory, name, **target):
     from harness.runner import Runner
 
-    runner = Runner(target=Target("ggml", lib_dir=LIB_DIR, **target), work_dir=tmp_path_factory.mktemp(name))
+    runner = Runner(GgmlTarget(LIB_DIR, **target), work_dir=tmp_path_factory.mktemp(name))
     register_runner(runner)
     return runner
 

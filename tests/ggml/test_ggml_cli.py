@@ -37,13 +37,13 @@ def test_repro_replays_the_case_target(ggml_runner, ggml_lib_dir, tmp_path):
     ggml_runner.execute(case, tmp_path / "case.npz")  # saved as the ggml runner saves it
     saved = load_case(tmp_path / "case.npz")
     assert saved.target == {"name": "ggml", "lib_dir": ggml_lib_dir, "env": {}}
-    plain = _cli("repro", str(tmp_path / "case.npz"))
+    plain = _cli("repro", str(tmp_path / "case.npz"), "--trust-case-target")
     assert plain.returncode == 0 and "target=ggml" in plain.stdout, plain.stdout + plain.stderr
-    strict = _cli("repro", str(tmp_path / "case.npz"), "--strict-invariance")
+    strict = _cli("repro", str(tmp_path / "case.npz"), "--strict-invariance", "--trust-case-target")
     assert strict.returncode == 1 and "batch-divergence" in strict.stdout, strict.stdout + strict.stderr
     saved.target = dict(saved.target, env={"GGML_CPU_TILED_MM": "0"})  # recorded env is replayed
     save_case(saved, tmp_path / "untiled.npz")
-    untiled = _cli("repro", str(tmp_path / "untiled.npz"), "--strict-invariance")
+    untiled = _cli("repro", str(tmp_path / "untiled.npz"), "--strict-invariance", "--trust-case-target")
     assert untiled.returncode == 0, untiled.stdout + untiled.stderr
 
 
@@ -61,17 +61,20 @@ def test_target_round_trip_and_env_parsing(tmp_path):
     import pytest
 
     from harness.errors import UsageError
-    from harness.ggml_binding import find_libraries
-    from harness.targets import Target, parse_env
+    from harness.targets import GgmlTarget, KernelsTarget, from_choice, from_dict, parse_env
+    from harness.targets.libggml import find_libraries
 
-    t = Target("ggml", lib_dir="/opt/ik/build", env=parse_env(["GGML_CPU_TILED_MM=0", "A=b=c"]))
-    assert Target.from_dict(t.to_dict()) == t and t.env == {"GGML_CPU_TILED_MM": "0", "A": "b=c"}
+    t = GgmlTarget("/opt/ik/build", parse_env(["GGML_CPU_TILED_MM=0", "A=b=c"]))
+    back = from_dict(t.to_dict())
+    assert back.to_dict() == t.to_dict() and t.env == {"GGML_CPU_TILED_MM": "0", "A": "b=c"}
     assert t.worker_env()["GGML_NO_BACKTRACE"] == "1" and not t.invariance_fails
-    assert Target.from_dict(t.to_dict(), strict=True).invariance_fails and Target().invariance_fails
+    assert from_dict(t.to_dict(), strict=True).invariance_fails and KernelsTarget().invariance_fails
     with pytest.raises(UsageError):
         parse_env(["NOVALUE"])
     with pytest.raises(UsageError):
-        Target("cuda")
+        from_choice("cuda")
+    with pytest.raises(UsageError):
+        from_choice("kernels", lib_dir="/x")
     for name in ("libggml-base.so", "libggml-cpu.so", "libggml.so.0"):  # a versioned name is enough
         (tmp_path / name).write_bytes(b"")
     assert [p.name for p in find_libraries(tmp_path)] == ["libggml-base.so", "libggml-cpu.so", "libggml.so.0"]
@@ -88,7 +91,8 @@ def test_single_library_layout(ggml_lib_dir, tmp_path):
     import pytest
 
     from harness.runner import Runner
-    from harness.targets import Target, resolve_ggml_lib_dir
+    from harness.targets import GgmlTarget
+    from harness.targets.ggml import resolve_ggml_lib_dir
 
     if shutil.which("gcc") is None:
         pytest.skip("needs gcc to link the shim")
@@ -100,7 +104,7 @@ def test_single_library_layout(ggml_lib_dir, tmp_path):
             ("libggml-base.so", "libggml-cpu.so", "libggml.so")]
     subprocess.run(["gcc", "-shared", "-fPIC", "-o", str(shim_dir / "libggml.so"), str(tmp_path / "shim.c"),
                     "-Wl,--no-as-needed", f"-L{real}", *libs, f"-Wl,-rpath,{real}"], check=True)
-    runner = Runner(target=Target("ggml", lib_dir=str(shim_dir)), work_dir=tmp_path / "run")
+    runner = Runner(GgmlTarget(str(shim_dir)), work_dir=tmp_path / "run")
     try:
         assert runner.hello["ggml"]["api"] == "single"
         assert runner.hello["ggml"]["libraries"] == [str(shim_dir / "libggml.so")]

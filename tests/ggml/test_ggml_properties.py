@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 from harness import strategies as hs
 from harness.errors import BatchDivergence
 from harness.runner import Runner
-from harness.targets import Target
+from harness.targets import GgmlTarget
 
 THREADS = (1, 2, 3, 4, 7)
 # small shapes, few examples: CI runs this on 2 cores (the reference's float64 pass dominates)
@@ -20,29 +20,29 @@ SMALL = settings(max_examples=25)
 @SMALL
 @given(data=st.data())
 def test_mul_mat_within_bound(ggml_runner, data):
-    ggml_runner.check(data.draw(hs.mul_mat_cases(ggml_runner.isas, max_rows=40, max_tokens=40, threads=THREADS),
+    ggml_runner.check(data.draw(hs.op_cases("mul_mat", ggml_runner.isas, THREADS, max_rows=40, max_tokens=40),
                                 label="case"))
 
 
 @SMALL
 @given(data=st.data())
 def test_mul_mat_id_within_bound(ggml_runner, data):
-    ggml_runner.check(data.draw(hs.moe_cases(ggml_runner.isas, "mul_mat_id", max_rows=24, max_tokens_per_expert=40,
-                                             threads=THREADS), label="case"))
+    ggml_runner.check(data.draw(hs.op_cases("mul_mat_id", ggml_runner.isas, THREADS, max_rows=24, max_tokens=40,
+                                             routing="mixed"), label="case"))
 
 
 @settings(max_examples=12)
 @given(data=st.data())
 def test_moe_up_gate_within_fused_bound(ggml_runner, data):
-    ggml_runner.check(data.draw(hs.moe_cases(ggml_runner.isas, "moe_up_gate", max_rows=16, max_tokens_per_expert=20,
-                                             threads=THREADS), label="case"))
+    ggml_runner.check(data.draw(hs.op_cases("moe_up_gate", ggml_runner.isas, THREADS, max_rows=16, max_tokens=20,
+                                             routing="mixed"), label="case"))
 
 
 @SMALL
 @given(data=st.data())
 def test_untiled_mul_mat_id_within_bound(ggml_runner_untiled, data):
-    ggml_runner_untiled.check(data.draw(hs.moe_cases(ggml_runner_untiled.isas, "mul_mat_id", max_rows=24,
-                                                     max_tokens_per_expert=40, threads=THREADS), label="case"))
+    ggml_runner_untiled.check(data.draw(hs.op_cases("mul_mat_id", ggml_runner_untiled.isas, THREADS, max_rows=24,
+                                                     max_tokens=40, routing="mixed"), label="case"))
 
 
 # per-expert token counts below and at/above the tiled path's 8 rows
@@ -62,7 +62,7 @@ def test_batch_composition_tiled_vs_untiled(ggml_runner, ggml_runner_untiled, co
 
 
 def test_batch_divergence_fails_when_strict(ggml_lib_dir, tmp_path):
-    runner = Runner(target=Target("ggml", lib_dir=ggml_lib_dir, strict=True), work_dir=tmp_path)
+    runner = Runner(GgmlTarget(ggml_lib_dir, strict=True), work_dir=tmp_path)
     try:
         with pytest.raises(BatchDivergence) as info:
             runner.check(hs.pinned_moe_case("mul_mat_id", [16], runner.isas, rows=24, k=512, top_k=1, seed=4))
@@ -79,4 +79,6 @@ def test_findings_are_reported(ggml_runner, ggml_runner_untiled):
     assert "batch composition" in text and "thread count" in text
     assert any(f["kind"] == "batch-divergence" for f in ggml_runner.findings)
     assert not any(f["kind"] == "batch-divergence" for f in ggml_runner_untiled.findings)
-    assert ggml_runner.stats["q8k_differs"] == 0  # mainline's Q8_K bytes equal reference.quantize_q8k's
+    assert ggml_runner.target.stats["q8k_differs"] == 0  # mainline's Q8_K bytes equal reference.quantize_q8k's
+    for runner in (ggml_runner, ggml_runner_untiled):  # mainline stays within the exact-product bound
+        assert runner.target.stats["bound_exceeded"] == 0, [f for f in runner.findings if f["kind"] == "bound-exceeded"]

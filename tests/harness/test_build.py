@@ -44,14 +44,12 @@ def test_missing_compiler_is_one_line(tmp_path):
 
 
 def test_library_for_another_machine_is_one_line(tmp_path):
-    from harness.runner import Runner  # noqa: F401  (import check only)
-    from harness.build import parse_variant
-    from harness.worker import Worker
     from harness.errors import WorkerStartError
+    from harness.worker import Worker
 
     fake = tmp_path / "libiq1m.so"
     fake.write_bytes(b"\x7fELF" + b"\0" * 60)  # not loadable here
-    worker = Worker(fake, parse_variant("release"), tmp_path)
-    with pytest.raises(WorkerStartError, match="could not start") as info:
+    worker = Worker({"name": "kernels", "library": str(fake)}, tmp_path)
+    with pytest.raises(WorkerStartError, match="could not load") as info:
         worker.start()
     assert "\n" not in str(info.value)

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from harness import strategies as hs
-from harness.binding import KernelOptions
+from harness.options import KernelOptions
 from harness.cases import FORMAT_VERSION, load_arrays, load_case, save_arrays, save_case
 from harness.errors import CaseFormatError
 

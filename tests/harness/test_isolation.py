@@ -28,7 +28,7 @@ def test_fault_is_caught_shrunk_and_saved(tmp_path, fault, kind, signal_name, ti
 
     @settings(max_examples=100, database=None, derandomize=True, deadline=None,
               phases=[Phase.generate, Phase.shrink], suppress_health_check=list(HealthCheck))
-    @given(case=hs.moe_cases(runner.isas, "mul_mat_id", max_rows=20))
+    @given(case=hs.op_cases("mul_mat_id", runner.isas, max_rows=20))
     def property_under_test(case):
         runner.check(case)
 

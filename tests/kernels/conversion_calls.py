@@ -4,7 +4,7 @@ import sys
 
 import numpy as np
 
-from harness.binding import Library
+from harness.targets.libiq1m import Library
 
 lib = Library(sys.argv[1])
 with np.load(sys.argv[2]) as inputs:

@@ -7,7 +7,7 @@ import sys
 
 import numpy as np
 
-from harness.binding import Library, _COptions
+from harness.targets.libiq1m import Library, _COptions
 
 lib = Library(sys.argv[1]).lib
 P = ctypes.c_void_p

@@ -6,7 +6,7 @@ import sys
 
 import numpy as np
 
-from harness.binding import KernelOptions, Library, LibraryError
+from harness.targets.libiq1m import KernelOptions, Library, LibraryError
 from harness.bench import random_iq1m
 
 lib = Library(sys.argv[1])

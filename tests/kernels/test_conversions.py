@@ -11,7 +11,7 @@ import pytest
 import reference
 from harness import strategies as hs
 from harness.compare import bits_equal
-from harness.worker import sanitizer_environment
+from harness.targets import sanitizer_environment
 
 
 def _blocks(rng, n):

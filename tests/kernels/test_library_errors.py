@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from harness.worker import sanitizer_environment
+from harness.targets import sanitizer_environment
 
 OK, NULL, SHAPE, EXPERT_ID, NONFINITE, THREADS, ISA, NOMEM, INVALID = range(9)
 

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from harness.binding import REPACK_NEVER
-from harness.worker import sanitizer_environment
+from harness.targets.libiq1m import REPACK_NEVER
+from harness.targets import sanitizer_environment
 
 NONFINITE = 4
 

@@ -13,17 +13,17 @@ from harness import strategies as hs
 
 @given(data=st.data())
 def test_mul_mat_matches_reference(iq1m_runner, data):
-    iq1m_runner.check(data.draw(hs.mul_mat_cases(iq1m_runner.isas), label="case"))
+    iq1m_runner.check(data.draw(hs.op_cases("mul_mat", iq1m_runner.isas, routing=iq1m_runner.target.routing), label="case"))
 
 
 @given(data=st.data())
 def test_mul_mat_id_matches_reference(iq1m_runner, data):
-    iq1m_runner.check(data.draw(hs.moe_cases(iq1m_runner.isas, "mul_mat_id"), label="case"))
+    iq1m_runner.check(data.draw(hs.op_cases("mul_mat_id", iq1m_runner.isas, routing=iq1m_runner.target.routing), label="case"))
 
 
 @given(data=st.data())
 def test_moe_up_gate_matches_reference(iq1m_runner, data):
-    iq1m_runner.check(data.draw(hs.moe_cases(iq1m_runner.isas, "moe_up_gate"), label="case"))
+    iq1m_runner.check(data.draw(hs.op_cases("moe_up_gate", iq1m_runner.isas, routing=iq1m_runner.target.routing), label="case"))
 
 
 # Both sides of the threshold in every run, whatever Hypothesis draws.

@@ -36,13 +36,15 @@ from __future__ import annotations
 import ctypes
 import glob
 import os
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 import reference
 
-from .binding import BLOCK_BYTES, QK_K, KernelOptions, LibraryError
+from ..options import KernelOptions
+from .libiq1m import BLOCK_BYTES, QK_K, LibraryError
 
 Q8K_BYTES = 292
 
@@ -66,6 +68,55 @@ class _TypeTraitsCpu(ctypes.Structure):  # mainline ggml-cpu.h struct ggml_type_
 _FROM_FLOAT = ctypes.CFUNCTYPE(None, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int64)
 
 
+@dataclass(frozen=True)
+class Q8KLayout:
+    """Where a build keeps the fields of its Q8_K block (byte offsets), as found by probing:
+    mainline {float d; int8 qs[256]; int16 bsums[16]} is 292 bytes, ik_llama.cpp's has a
+    float `sum` after d (296 bytes), a future fork may differ again."""
+    size: int
+    d: int
+    qs: int
+    bsums: int
+
+    def __str__(self) -> str:
+        return f"{self.size} bytes, d@{self.d} qs@{self.qs} bsums@{self.bsums}"
+
+    def normalise(self, raw: np.ndarray) -> np.ndarray:
+        """uint8 [..., size] blocks of the build -> [..., 292] in the reference's layout."""
+        return np.ascontiguousarray(np.concatenate(
+            [raw[..., self.d:self.d + 4], raw[..., self.qs:self.qs + QK_K], raw[..., self.bsums:self.bsums + 32]],
+            axis=-1))
+
+
+def probe_row() -> tuple[np.ndarray, np.ndarray]:
+    """(x, q): a row of 256 activations whose Q8_K quantization leaves no rounding choice to
+    any quantizer (x = q / 16 with integer q in [-127, 127], |q| = 127 once), so the quants
+    are q or -q and d is 1/16 or -1/16 whatever the rounding rule or sign convention."""
+    i = np.arange(QK_K)
+    q = ((i * 37 + 11) % 251 - 125).astype(np.int8)
+    q[5] = -127
+    return (q.astype(np.float32) / np.float32(16)), q
+
+
+def find_q8k_layout(raw: np.ndarray, q: np.ndarray) -> Q8KLayout | None:
+    """The unique layout in which `raw` (one block, `size` bytes) holds quants +-q, d = +-1/16
+    of the same sign, and the 16 bsums of those quants; None if there is none or several."""
+    size = raw.size
+    found = []
+    for sign in (1, -1):
+        quants = (sign * q.astype(np.int16)).astype(np.int8)
+        d_bytes = np.float32(sign / 16).tobytes()
+        bsums = quants.astype(np.int16).reshape(16, 16).sum(axis=1).astype("<i2").tobytes()
+        for o_qs in range(0, size - QK_K + 1):
+            if raw[o_qs:o_qs + QK_K].tobytes() != quants.tobytes():
+                continue
+            taken = set(range(o_qs, o_qs + QK_K))
+            ds = [o for o in range(0, size - 3) if raw[o:o + 4].tobytes() == d_bytes and not taken & set(range(o, o + 4))]
+            bs = [o for o in range(0, size - 31) if raw[o:o + 32].tobytes() == bsums and not taken & set(range(o, o + 32))]
+            found += [Q8KLayout(size, o_d, o_qs, o_b) for o_d in ds for o_b in bs]
+    return found[0] if len(found) == 1 else None
+
+
 def find_libraries(lib_dir: str | os.PathLike) -> list[Path]:
     """The ggml shared libraries in a directory, in load order ([] when there are none)."""
     lib_dir = Path(lib_dir)
@@ -79,6 +130,8 @@ def find_libraries(lib_dir: str | os.PathLike) -> list[Path]:
 
 class GgmlLibrary:
     """ggml loaded from one directory of shared libraries."""
+
+    Error = LibraryError
 
     def __init__(self, lib_dir: str | os.PathLike):
         self.lib_dir = str(lib_dir)
@@ -138,6 +191,7 @@ class GgmlLibrary:
             raise OSError("this ggml's IQ1_M block is not 56 bytes per 256 weights")
         self.q8k_type_size = int(self._fn("ggml_type_size")(self.Q8_K))
         self._quantizer, self.quantizer_name = self._find_quantizer()
+        self.q8k_layout = self._probe_q8k_layout()
         self.unary_ops = self._unary_ids() if "ggml_unary_op_name" in self._fns else {}
         self.has_fused = "ggml_moe_up_gate" in self._fns and {"SILU", "GELU"} <= set(self.unary_ops)
 
@@ -197,6 +251,16 @@ class GgmlLibrary:
                 return self._fns[name], name
         raise OSError("no Q8_K quantizer exported (ggml_get_type_traits_cpu, quantize_row_q8_K)")
 
+    def _probe_q8k_layout(self) -> Q8KLayout:
+        x, q = probe_row()
+        raw = np.zeros(self.q8k_type_size, dtype=np.uint8)
+        self._quantizer(x.ctypes.data_as(_p), raw.ctypes.data_as(_p), QK_K)
+        layout = find_q8k_layout(raw, q)
+        if layout is None:
+            raise OSError(f"cannot identify this build's Q8_K block layout ({self.q8k_type_size} bytes; "
+                          f"{self.quantizer_name} of a probe row holds no unique d, qs, bsums)")
+        return layout
+
     def version(self) -> str:
         parts = []
         for name in ("ggml_version", "ggml_commit"):
@@ -209,13 +273,17 @@ class GgmlLibrary:
         return {"lib_dir": self.lib_dir, "libraries": self.paths, "api": self.api, "version": self.version(),
                 "iq1_m_type": self.IQ1_M, "q8_K_type": self.Q8_K, "q8_K_type_size": self.q8k_type_size,
                 "quantizer": self.quantizer_name, "fused_moe_up_gate": self.has_fused,
-                "cpu_init": "ggml_cpu_init" in self._fns,
+                "cpu_init": "ggml_cpu_init" in self._fns, "q8_K_layout": str(self.q8k_layout),
                 "env": {k: v for k, v in os.environ.items() if k.startswith("GGML_")}}
+
+    def extras(self, case) -> dict[str, np.ndarray]:
+        """ggml's own Q8_K bytes of the case's activations, for the bound check."""
+        return {"q8k": self.quantize_q8k(case.arrays["x"])}
 
     # -- activations ---------------------------------------------------------------------
     def quantize_q8k(self, x: np.ndarray) -> np.ndarray:
-        """x float32 [T, K] -> uint8 [T, K/256, 292]: ggml's own Q8_K bytes of each row
-        (d, qs, bsums; a larger block of another fork is cut to those 292 bytes)."""
+        """x float32 [T, K] -> uint8 [T, K/256, 292]: ggml's own Q8_K bytes of each row, its
+        d, qs and bsums moved to the reference's layout (`q8k_layout`)."""
         x = np.ascontiguousarray(x, dtype=np.float32)
         t, k = x.shape
         nb = k // QK_K
@@ -223,10 +291,8 @@ class GgmlLibrary:
         raw = np.zeros((t, nb * size), dtype=np.uint8)
         for i in range(t):  # row by row, as the op does
             self._quantizer(x[i].ctypes.data_as(_p), raw[i].ctypes.data_as(_p), k)
-        blocks = raw.reshape(t, nb, size)[:, :, :Q8K_BYTES]
-        out = np.ascontiguousarray(blocks)
         # ggml leaves bsums unwritten in an all-zero block (facts.md); we zero-initialised them.
-        return out
+        return self.q8k_layout.normalise(raw.reshape(t, nb, size))
 
     # -- graphs --------------------------------------------------------------------------
     def _context(self, data_bytes: int, work_bytes: int):
@@ -289,9 +355,10 @@ class GgmlLibrary:
     def _id_inputs(self, ctx, x, ids):
         n_tokens, top_k = ids.shape
         k = x.shape[1]  # activations' own K
-        routed = np.where(ids >= 0, ids, 0).astype(np.int32)  # unused slot -> expert 0, zeroed after
+        if (ids < 0).any():
+            raise LibraryError(-1, "ggml has no unused routing slot (-1): route every slot to an expert")
         b = self._tensor(ctx, self.F32, k, 1, n_tokens, data=x)
-        t_ids = self._tensor(ctx, self.I32, top_k, n_tokens, data=routed)
+        t_ids = self._tensor(ctx, self.I32, top_k, n_tokens, data=np.ascontiguousarray(ids, dtype=np.int32))
         return b, t_ids
 
     def _id_context(self, ws, x, ids):
@@ -312,11 +379,9 @@ class GgmlLibrary:
             a = self._tensor(ctx, self.IQ1_M, k, rows, n_experts, data=w)
             b, t_ids = self._id_inputs(ctx, x, ids)
             r = self._fn("ggml_mul_mat_id")(ctx, a, b, t_ids)
-            out = self._compute(ctx, r, opt.n_threads, (n_tokens, top_k, rows))
+            return self._compute(ctx, r, opt.n_threads, (n_tokens, top_k, rows))
         finally:
             self._fn("ggml_free")(ctx)
-        out[ids < 0] = np.float32(0.0)
-        return out
 
     def moe_up_gate(self, w_up: np.ndarray, w_gate: np.ndarray, x: np.ndarray, ids: np.ndarray, act: str,
                     opt: KernelOptions) -> np.ndarray:
@@ -341,5 +406,4 @@ class GgmlLibrary:
             act64 = {"silu": reference.silu_exact, "gelu": reference.gelu_exact}[act]
             with np.errstate(over="ignore", invalid="ignore", under="ignore"):
                 out = (up * act64(gate.astype(np.float64))).astype(np.float32)
-        out[ids < 0] = np.float32(0.0)
         return out

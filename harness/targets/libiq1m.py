@@ -1,18 +1,22 @@
 """numpy-in, numpy-out calls into a built libiq1m.so (the ABI of kernels/include/iq1m.h).
 
-Used inside the isolated worker process; nothing here protects the caller from a crash.
+The project kernels' binding: one method per operation of harness.ops (named after it).
+Used inside the isolated worker process (and by tests and bench in-process); nothing here
+protects the caller from a crash.
 """
 from __future__ import annotations
 
 import ctypes
-from dataclasses import asdict, dataclass
 
 import numpy as np
+
+from ..options import REPACK_NEVER, KernelOptions  # noqa: F401  (re-exported: the ABI's options)
 
 ISA_NAMES = {"auto": 0, "scalar": 1, "avx2": 2, "avx512vnni": 3}
 ISA_BY_VALUE = {v: k for k, v in ISA_NAMES.items()}
 ACT_NAMES = {"silu": 0, "gelu": 1}
-REPACK_NEVER = 2**31 - 1
+STATUS_CODES = {"null": 1, "shape": 2, "expert_id": 3, "nonfinite": 4, "threads": 5, "isa": 6, "nomem": 7,
+                "invalid": 8}  # enum iq1m_status
 BLOCK_BYTES = 56
 PREPACKED_BLOCK_BYTES = 80
 QK_K = 256
@@ -25,28 +29,6 @@ class LibraryError(Exception):
         self.code = code
         self.message = message
         super().__init__(f"iq1m status {code}: {message}")
-
-
-@dataclass(frozen=True)
-class KernelOptions:
-    n_threads: int = 1
-    isa: str = "auto"
-    repack_threshold: int = 32
-    fused: bool = True
-    prepacked: bool = False  # the binding converts the weights with iq1m_prepack first
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: dict) -> "KernelOptions":
-        return cls(**d)
-
-    def label(self) -> str:
-        thr = "never" if self.repack_threshold >= REPACK_NEVER else str(self.repack_threshold)
-        fused = "" if self.fused else " unfused"
-        prepacked = " prepacked" if self.prepacked else ""
-        return f"threads={self.n_threads} isa={self.isa} threshold={thr}{fused}{prepacked}"
 
 
 class _COptions(ctypes.Structure):
@@ -65,6 +47,8 @@ def _ptr(a: np.ndarray | None):
 
 
 class Library:
+    Error = LibraryError
+
     def __init__(self, path: str):
         self.path = str(path)
         self.lib = lib = ctypes.CDLL(self.path)
@@ -111,6 +95,10 @@ class Library:
         direct, repacked = _i64(), _i64()
         fn(ctypes.byref(direct), ctypes.byref(repacked))
         return direct.value, repacked.value
+
+    def extras(self, case) -> dict[str, np.ndarray]:
+        """Nothing besides the outputs: the kernels are judged against the reference alone."""
+        return {}
 
     # -- helpers -------------------------------------------------------------------------
     def _check(self, status: int) -> None:
