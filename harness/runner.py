@@ -94,7 +94,7 @@ class Runner:
                 try:
                     header, arrays = self.worker.call({"case": str(path), "run": i}, timeout, case_path=path)
                 except DEATHS as death:
-                    death.set_run(options)
+                    death.set_run(options, self.target.run_label(options))
                     raise
                 outcomes.append(Outcome(options, arrays["out"]) if header["ok"]
                                 else Outcome(options, None, header["code"], header["message"]))
@@ -146,7 +146,7 @@ class Runner:
             sub_path.unlink(missing_ok=True)
             return False
         self.stats["batch_divergent"] += 1
-        message = f"token {token}'s output changes with the batch around it [{case.runs[0].label()}]"
+        message = f"token {token}'s output changes with the batch around it [{self.target.run_label(case.runs[0])}]"
         if self.target.invariance_fails:
             raise BatchDivergence(message, case_path=path, detail=f"{case.describe()}\n{diff}\n"
                                   f"one-token sub-case saved at: {sub_path}", options=case.runs[0])
@@ -168,7 +168,7 @@ class Runner:
                               "describe": case.describe(),
                               "expert_token_counts": case.expert_token_counts().tolist(),
                               "threads": sorted({r.n_threads for r in case.runs}),
-                              "run": finding.options.label() if finding.options is not None else "",
+                              "run": self.target.run_label(finding.options) if finding.options is not None else "",
                               "ratio": finding.ratio,
                               "case": str(path) if keep else "", "sub_case": str(sub_path) if sub_path and keep else "",
                               "detail": detail[:3000] if keep else detail.splitlines()[0][:300]})
