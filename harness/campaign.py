@@ -28,6 +28,7 @@ from pathlib import Path
 from .cases import atomic_write_bytes
 from .errors import UsageError
 from .ops import OP_NAMES as OPS
+from .report import RATIO_EDGES, ratio_bucket, write_report
 DEFAULT_THREADS = (1, 2, 3, 4, 7, 16)
 
 
@@ -84,17 +85,6 @@ class JobStats:
         for k in ("ops", "token_buckets", "threads", "isas", "coverage"):
             d[k] = Counter(d.get(k, {}))
         return cls(**d)
-
-
-# error/bound ratio histogram edges: [0], (0, 1e-6], ... (0.1, 1], > 1 (a bound violation)
-RATIO_EDGES = [0.0, 1e-6, 1e-5, 1e-4, 1e-3, 1e-2, 1e-1, 1.0, float("inf")]
-
-
-def ratio_bucket(r: float) -> int:
-    for i, edge in enumerate(RATIO_EDGES):
-        if r <= edge:
-            return i
-    return len(RATIO_EDGES) - 1
 
 
 def failure_key(failure, op: str) -> str:
@@ -428,8 +418,6 @@ def run_campaign(out: Path, minutes: float, jobs: int, variant: str, ops, thread
     if interactive:
         stream.write("\n")
     print(progress_line(total, elapsed, budget), file=stream, flush=True)
-    from .report import write_report
-
     paths = write_report(out, total, elapsed=elapsed, budget=budget, variant=target.label(), jobs=jobs,
                          interrupted=interrupted)
     print(f"report: {paths['md']}", file=stream)

@@ -71,6 +71,7 @@ class Outcome:
     output: np.ndarray | None = None
     code: int = 0
     message: str = ""
+    defects: tuple[str, ...] = ()   # what the call did besides its output (a write past its buffers)
 
 
 def divergence_class(base: KernelOptions, other: KernelOptions) -> type[HarnessFailure]:

@@ -96,6 +96,14 @@ class KernelCorruption(HarnessFailure):
     kind = "corruption"
 
 
+class MemoryOverrun(HarnessFailure):
+    """The library wrote past a buffer it owns the size of (e.g. the work buffer ggml plans
+    for a graph): a heap overflow that a larger allocation hides and a tighter one turns into
+    corrupted memory."""
+
+    kind = "overrun"
+
+
 class KernelError(HarnessFailure):
     """The library returned an error code for input the contract says is valid
     (or accepted input it should have rejected)."""
@@ -137,6 +145,7 @@ class BatchDivergence(HarnessFailure):
     kind = "batch-divergence"
 
 
-FAILURE_KINDS = {cls.kind: cls for cls in (KernelCrash, KernelExit, KernelHang, KernelCorruption, KernelError, Mismatch,
+FAILURE_KINDS = {cls.kind: cls for cls in (KernelCrash, KernelExit, KernelHang, KernelCorruption, MemoryOverrun,
+                                           KernelError, Mismatch,
                                            ThreadDivergence, IsaDivergence, PathDivergence, PrepackDivergence,
                                            BatchDivergence)}

@@ -11,6 +11,17 @@ from .cases import atomic_write_bytes, load_case
 from .errors import CaseFormatError
 
 
+# error/bound ratio histogram edges: [0], (0, 1e-6], ... (0.1, 1], > 1 (a bound violation)
+RATIO_EDGES = [0.0, 1e-6, 1e-5, 1e-4, 1e-3, 1e-2, 1e-1, 1.0, float("inf")]
+
+
+def ratio_bucket(r: float) -> int:
+    for i, edge in enumerate(RATIO_EDGES):
+        if r <= edge:
+            return i
+    return len(RATIO_EDGES) - 1
+
+
 def ratio_bin_labels(edges: list[str]) -> list[str]:
     """Histogram bin names: '<= edge', and the open last bin (past the bound) as '> previous'."""
     return [f"> {edges[i - 1]}" if e == "inf" and i else f"<= {e}" for i, e in enumerate(edges)]
@@ -33,7 +44,6 @@ def saved_failures(out: Path) -> list[dict]:
 
 def write_report(out: Path, total: dict, *, elapsed: float, budget: float, variant: str, jobs: int,
                  interrupted: bool = False) -> dict[str, Path]:
-    from .campaign import RATIO_EDGES
     from .strategies import TOKEN_COUNT_BUCKETS
 
     failures = saved_failures(out)

@@ -14,7 +14,8 @@ from pathlib import Path
 from .build import PROJECT_ROOT
 from .cases import Case, save_case
 from .compare import Outcome, batch_difference, batch_subcase
-from .errors import BatchDivergence, HarnessFailure, KernelCorruption, KernelCrash, KernelExit, KernelHang
+from .errors import (BatchDivergence, HarnessFailure, KernelCorruption, KernelCrash, KernelExit, KernelHang,
+                     MemoryOverrun)
 from .targets import Finding, KernelsTarget, Target
 from .worker import Worker
 
@@ -96,8 +97,8 @@ class Runner:
                 except DEATHS as death:
                     death.set_run(options, self.target.run_label(options))
                     raise
-                outcomes.append(Outcome(options, arrays["out"]) if header["ok"]
-                                else Outcome(options, None, header["code"], header["message"]))
+                outcomes.append(Outcome(options, arrays["out"], defects=tuple(header.get("defects", ())))
+                                if header["ok"] else Outcome(options, None, header["code"], header["message"]))
         except DEATHS as death:
             death.completed = (case, outcomes, extras)
             raise
@@ -119,6 +120,9 @@ class Runner:
                     death.also.append(other)
             raise
         self.stats["cases"] += 1
+        for o in outcomes:
+            if o.defects:
+                raise MemoryOverrun(o.defects[0], case_path=path, detail=case.describe(), options=o.options)
         keep = self.keep_passing
         for finding in self.target.judge(case, outcomes, extras, path):
             keep = self._finding(finding, case, path) or keep

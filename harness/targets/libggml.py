@@ -161,9 +161,12 @@ class GgmlLibrary:
         self.libs = [ctypes.CDLL(p, mode=ctypes.RTLD_GLOBAL) for p in self.paths]
         self.api = "split" if any("libggml-base" in p for p in self.paths) else "single"
         self._fns: dict[str, object] = {}
+        self._pools: dict[int, tuple[np.ndarray, int]] = {}  # context -> (its memory pool, work estimate)
+        self.defects: list[str] = []  # what the last call did beyond its output (worker protocol)
         sig = {
             "ggml_init": (_p, [_InitParams]),
             "ggml_free": (None, [_p]),
+            "ggml_used_mem": (ctypes.c_size_t, [_p]),
             "ggml_type_name": (ctypes.c_char_p, [ctypes.c_int]),
             "ggml_type_size": (ctypes.c_size_t, [ctypes.c_int]),
             "ggml_blck_size": (_i64, [ctypes.c_int]),
@@ -229,6 +232,10 @@ class GgmlLibrary:
         self.has_fused = bool(self.unary_ops)
 
     # -- lookup --------------------------------------------------------------------------
+    def begin_call(self) -> None:
+        """Forget the defects of the previous call (the worker asks before every run)."""
+        self.defects.clear()
+
     def _lookup(self, name: str):
         for lib in reversed(self.libs):  # the most specific library first (cpu over base)
             try:
@@ -429,9 +436,16 @@ class GgmlLibrary:
         return self.q8k_layout.normalise(raw.reshape(t, nb, size))
 
     # -- graphs --------------------------------------------------------------------------
+    CANARY = 0xA5
+    CANARY_WINDOW = 4 << 20
+
     def _context(self, data_bytes: int, work_bytes: int):
+        """A context on a memory pool of our own, so that what the compute writes past the
+        work buffer it plans for itself (inside the pool) can be seen (`_compute`)."""
         mem = int(data_bytes + 2 * work_bytes + 64 * 1024 * 1024)
-        ctx = self._fn("ggml_init")(_InitParams(mem, None, False))
+        pool = np.empty(mem, dtype=np.uint8)
+        ctx = self._fn("ggml_init")(_InitParams(mem, pool.ctypes.data, False))
+        self._pools[ctx] = (pool, int(work_bytes))
         if not ctx:
             raise LibraryError(-1, f"ggml_init failed for {mem} bytes")
         return ctx
@@ -449,12 +463,29 @@ class GgmlLibrary:
             ctypes.memmove(self._fn("ggml_get_data")(t), data.ctypes.data, n)
         return t
 
+    def _free(self, ctx) -> None:
+        self._fn("ggml_free")(ctx)
+        self._pools.pop(ctx, None)
+
     def _compute(self, ctx, result, n_threads: int, shape: tuple[int, ...]) -> np.ndarray:
         graph = self._fn("ggml_new_graph")(ctx)
         self._fn("ggml_build_forward_expand")(graph, result)
+        pool, work_bytes = self._pools[ctx]
+        # ggml_graph_compute_with_ctx allocates its planned work buffer as the context's next
+        # object: anything written beyond that object's end (the free rest of the pool,
+        # filled with a canary first) was written past the buffer the library planned
+        start = self._fn("ggml_used_mem")(ctx)
+        end = min(pool.size, start + 2 * work_bytes + self.CANARY_WINDOW)
+        pool[start:end] = self.CANARY
         status = self._fn("ggml_graph_compute_with_ctx")(ctx, graph, int(n_threads))
         if status != 0:
             raise LibraryError(status, f"ggml_graph_compute_with_ctx returned status {status}")
+        planned_end = self._fn("ggml_used_mem")(ctx)
+        stray = np.flatnonzero(pool[planned_end:end] != self.CANARY)
+        if stray.size:
+            self.defects.append(f"the compute wrote {stray.size} bytes past the end of the work buffer it planned "
+                                f"({planned_end - start} bytes), the last {int(stray[-1]) + 1} bytes past it: "
+                                f"a heap overflow in a context sized as ggml asks")
         out = np.empty(shape, dtype=np.float32)
         n = self._fn("ggml_nbytes")(result)
         if n != out.nbytes:
@@ -484,7 +515,7 @@ class GgmlLibrary:
             r = self._fn("ggml_mul_mat")(ctx, a, b)
             return self._compute(ctx, r, opt.n_threads, (n_tokens, rows))
         finally:
-            self._fn("ggml_free")(ctx)
+            self._free(ctx)
 
     def _id_inputs(self, ctx, x, ids):
         n_tokens, top_k = ids.shape
@@ -515,7 +546,7 @@ class GgmlLibrary:
             r = self._fn("ggml_mul_mat_id")(ctx, a, b, t_ids)
             return self._compute(ctx, r, opt.n_threads, (n_tokens, top_k, rows))
         finally:
-            self._fn("ggml_free")(ctx)
+            self._free(ctx)
 
     def _fused(self, w_up, w_gate, x, ids, unary_id: int, n_threads: int) -> np.ndarray:
         n_experts, rows = w_up.shape[0], w_up.shape[1]
@@ -529,7 +560,7 @@ class GgmlLibrary:
             r = self._fn("ggml_moe_up_gate")(ctx, a_up, a_gate, b, t_ids, unary_id)
             return self._compute(ctx, r, n_threads, (n_tokens, top_k, rows))
         finally:
-            self._fn("ggml_free")(ctx)
+            self._free(ctx)
 
     def moe_up_gate(self, w_up: np.ndarray, w_gate: np.ndarray, x: np.ndarray, ids: np.ndarray, act: str,
                     opt: KernelOptions) -> np.ndarray:

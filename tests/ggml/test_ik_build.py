@@ -23,7 +23,7 @@ import pytest
 
 from harness import strategies as hs
 from harness.cases import Case, load_case
-from harness.errors import KernelCrash, Mismatch
+from harness.errors import KernelCrash, MemoryOverrun, Mismatch
 from harness.repro import write_script
 from harness.runner import Runner
 from harness.targets import GgmlTarget
@@ -40,7 +40,7 @@ SEED_C = r"""
 #include <string.h>
 #include "ggml.h"
 
-/* seed OP TOKENS ROWS: one expert of zero IQ1_M weights, TOKENS tokens routed to it. */
+/* seed OP TOKENS ROWS [plan]: one expert of zero IQ1_M weights, TOKENS tokens routed to it. */
 int main(int argc, char **argv) {
     const char *op = argv[1];
     int n = atoi(argv[2]), rows = atoi(argv[3]), k = 256;
@@ -60,6 +60,17 @@ int main(int argc, char **argv) {
     else out = ggml_mul_mat(ctx, ggml_view_2d(ctx, up, k, rows, up->nb[1], 0), ggml_reshape_2d(ctx, x, k, n));
     struct ggml_cgraph *graph = ggml_new_graph(ctx);
     ggml_build_forward_expand(graph, out);
+    if (argc > 4) {  /* "plan": the work buffer ggml plans, then 1 MiB of canary after it */
+        struct ggml_cplan plan = ggml_graph_plan(graph, 1);
+        size_t canary = 1u << 20, stray = 0;
+        unsigned char *buf = malloc(plan.work_size + canary);
+        memset(buf, 0xA5, plan.work_size + canary);
+        plan.work_data = buf;
+        ggml_graph_compute(graph, &plan);
+        for (size_t i = plan.work_size; i < plan.work_size + canary; i++) stray += buf[i] != 0xA5;
+        printf("planned %zu stray %zu\n", plan.work_size, stray);
+        return 0;
+    }
     int status = ggml_graph_compute_with_ctx(ctx, graph, 2);
     printf("computed %s with %d tokens: status %d\n", op, n, status);
     return status;
@@ -181,6 +192,25 @@ def test_repeated_expert_overruns_its_row_list(ik_lib_dir, ik_runner):
     bad = Case("mul_mat_id", {"w": w, "x": x, "ids": ids}, case.runs)
     with pytest.raises(Mismatch, match="beyond every error bound"):
         ik_runner.check(bad)
+
+
+def test_fused_op_writes_past_its_planned_work_buffer(seed_program, ik_runner):
+    """The fused op plans its Q8_K activation buffer from the gate weights' rows, not the
+    tokens: with more than 2 x rows x experts tokens it writes past it. Called directly with
+    ggml's own plan and a canary after the buffer; the harness sees the same in its pool."""
+    import re
+
+    def stray(*args):
+        proc = _run_seed(seed_program, *args, "plan")
+        assert proc.returncode == 0, proc.stderr
+        return int(re.search(r"stray (\d+)", proc.stdout).group(1))
+
+    assert stray("fused", 40, 8) > 0          # 40 tokens > 2 x 8 rows x 1 expert
+    assert stray("fused", 40, 32) == 0         # 40 <= 64
+    assert stray("mul_mat_id", 40, 8) == 0
+    case = hs.pinned_moe_case("moe_up_gate", [40], ["auto"], rows=8, k=256, top_k=1)
+    with pytest.raises(MemoryOverrun, match="past the end of the work buffer"):
+        ik_runner.check(case)
 
 
 # -- what is not a bug ------------------------------------------------------------------------

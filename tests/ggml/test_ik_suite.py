@@ -6,7 +6,8 @@ test_ik_build.py confirms by calling the library directly, checked against the s
 - the seed's abort (`ggml.c:15254: fatal error`): moe_up_gate with an expert at 1..31 pairs;
 - `GGML_ASSERT(Nx%num_rows == 0) failed`: an expert (or mul_mat) at >= 32 tokens, rows % 8 != 0;
 - a result beyond every bound: an expert named twice by one token and given more pairs
-  than there are tokens (its row list overruns).
+  than there are tokens (its row list overruns);
+- a write past the work buffer the fused op plans: more tokens than 2 x rows x experts.
 """
 import os
 import re
@@ -34,6 +35,9 @@ def _explains(text: str) -> str | None:
         return "seed abort" if case.op == "moe_up_gate" and ((counts > 0) & (counts < 32)).any() else None
     if "[crash]" in text and "GGML_ASSERT(Nx%num_rows == 0) failed" in text:
         return "rows assert" if case.rows % 8 and (counts >= 32).any() else None
+    if "[overrun]" in text:
+        n_experts = case.arrays["w_up"].shape[0] if case.op == "moe_up_gate" else 0
+        return "work buffer overrun" if case.n_tokens > 2 * case.rows * n_experts else None
     if "[mismatch]" in text and "beyond every error bound" in text:
         ids = case.arrays["ids"]
         repeated = any(len(set(row[row >= 0])) < (row >= 0).sum() for row in ids)

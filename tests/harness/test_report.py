@@ -1,6 +1,6 @@
 """The campaign report names its error/bound histogram bins so the last one reads as 'past
 the bound', not '<= inf'."""
-from harness.campaign import RATIO_EDGES
+from harness.report import RATIO_EDGES
 from harness.report import ratio_bin_labels
 
 
