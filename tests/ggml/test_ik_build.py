@@ -177,7 +177,6 @@ def test_repeated_expert_overruns_its_row_list(ik_lib_dir, ik_runner):
     x = rng.standard_normal((2, 256)).astype(np.float32)
     ids = np.array([[0, 0], [1, 0]], dtype=np.int32)
     found = _snippet(ik_lib_dir, f"""
-        import sys; sys.path.insert(0, {os.getcwd()!r})
         from harness.targets.libggml import GgmlLibrary
         from harness.options import KernelOptions
         g = GgmlLibrary({ik_lib_dir!r})
@@ -236,7 +235,6 @@ def test_q8k_layout_is_read_from_the_library(ik_lib_dir, ik_runner):
 
 def test_unused_slot_is_native_and_kept(ik_lib_dir, ik_runner):
     found = _snippet(ik_lib_dir, f"""
-        import sys; sys.path.insert(0, {os.getcwd()!r})
         from harness.targets.libggml import GgmlLibrary
         from harness.options import KernelOptions
         g = GgmlLibrary({ik_lib_dir!r})
@@ -294,3 +292,54 @@ def test_unary_ids_confirmed_by_value(ik_runner):
     check = ik_runner.hello["ggml"]["unary_check"]
     assert check["SILU"]["computes"] == "silu" and check["GELU"]["computes"] == "gelu", check
     assert ik_runner.hello["ggml"]["unary_ops"] == {"SILU": 10, "GELU": 8}
+
+
+# -- findings (by design or harmless), each seen by calling the library directly ----------------
+
+def _ggml_snippet(ik_lib_dir, body: str) -> dict:
+    return _snippet(ik_lib_dir, textwrap.dedent(f"""
+        from harness.targets.libggml import GgmlLibrary
+        from harness.options import KernelOptions
+        g = GgmlLibrary({ik_lib_dir!r})
+        rng = np.random.default_rng(11)
+    """) + textwrap.dedent(body))
+
+
+def test_a_token_changes_between_31_and_32_tokens(ik_lib_dir):
+    """The path switch (vec_dot below 32, the int8 repack at 32): token 0's output differs."""
+    found = _ggml_snippet(ik_lib_dir, """
+        w = g._probe_weights(rng, (1, 16))
+        x = rng.standard_normal((32, 256)).astype(np.float32)
+        at31 = g.mul_mat_id(w, x[:31], np.zeros((31, 1), np.int32), KernelOptions())[0]
+        at32 = g.mul_mat_id(w, x, np.zeros((32, 1), np.int32), KernelOptions())[0]
+        print(json.dumps({"differ": int((at31.view(np.uint32) != at32.view(np.uint32)).sum())}))
+    """)
+    assert found["differ"] > 0
+
+
+def test_fused_op_result_depends_on_the_thread_count(ik_lib_dir):
+    """The activation runs AVX-512 or AVX2 code depending on how rows split over threads."""
+    found = _ggml_snippet(ik_lib_dir, """
+        up, gate = g._probe_weights(rng, (1, 40)), g._probe_weights(rng, (1, 40))
+        x = rng.standard_normal((48, 256)).astype(np.float32)
+        ids = np.zeros((48, 1), np.int32)
+        one = g._fused(up, gate, x, ids, g.unary_ops["GELU"], 1)
+        two = g._fused(up, gate, x, ids, g.unary_ops["GELU"], 2)
+        print(json.dumps({"differ": int((one.view(np.uint32) != two.view(np.uint32)).sum())}))
+    """)
+    assert found["differ"] > 0
+
+
+def test_q8k_quants_differ_from_mainline_quantizer(ik_lib_dir):
+    """d = amax/127 (positive): where the largest-magnitude value is positive, ik's quants
+    are the negation of mainline's (whose d = -max/127); the products are the same."""
+    import reference
+
+    x = np.linspace(-1, 2, 256, dtype=np.float32)[None]  # largest magnitude positive
+    found = _ggml_snippet(ik_lib_dir, f"""
+        x = np.frombuffer(bytes.fromhex({x.tobytes().hex()!r}), np.float32).reshape(1, 256)
+        print(json.dumps({{"bytes": g.quantize_q8k(x).tobytes().hex()}}))
+    """)
+    ik = reference.q8k_from_bytes(np.frombuffer(bytes.fromhex(found["bytes"]), np.uint8).reshape(1, 1, 292))
+    ours = reference.quantize_q8k(x)
+    assert ik.d[0, 0] > 0 > ours.d[0, 0] and np.array_equal(ik.qs, -ours.qs)
