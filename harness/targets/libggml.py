@@ -70,6 +70,10 @@ class _TypeTraitsCpu(ctypes.Structure):  # mainline ggml-cpu.h struct ggml_type_
                 ("nrows", ctypes.c_int64)]
 
 
+class _CPlanHead(ctypes.Structure):  # struct ggml_cplan: work_size first, then version-dependent fields
+    _fields_ = [("work_size", ctypes.c_size_t), ("rest", ctypes.c_uint8 * 248)]
+
+
 _FROM_FLOAT = ctypes.CFUNCTYPE(None, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int64)
 
 
@@ -566,9 +570,9 @@ class GgmlLibrary:
 
         The compute takes its work buffer from the context it is given (a too-small one makes
         ggml print a message and crash), so every run gets a work context of its own, emptied
-        first (`work`: WORK_METHODS, default `work_method`), with generous room: twice the
-        activations' Q8_K copy, row lists and output, plus 64 MiB (ik_llama.cpp's fused op
-        plans too little work memory when tokens > 2 x rows x experts). moe_up_gate is
+        first (`work`: WORK_METHODS, default `work_method`), with generous room: ggml's own
+        plan, plus the activations' Q8_K copy and row lists, plus 64 MiB (ik_llama.cpp's
+        fused op plans too little when tokens > 2 x rows x experts). moe_up_gate is
         ggml_moe_up_gate when `opt.fused` and the build has it for `act` (`unary_ops`), else
         two mul_mat_id, the activation and ggml_mul in one graph. `.close()` frees both
         contexts (older builds have 64 context slots in all)."""
@@ -593,8 +597,8 @@ class GgmlLibrary:
                 raise LibraryError(-1, f"result holds {self._fn('ggml_nbytes')(result)} bytes, expected {out.nbytes}")
             graph = self._fn("ggml_new_graph")(ctx)
             self._fn("ggml_build_forward_expand")(graph, result)
-            room = 2 * (self._q8_bytes(n_tokens, k) + 16 * spec.n_experts(a) * (n_tokens * spec.top_k(a) + 64)
-                        + out.nbytes) + (64 << 20)
+            room = (self._planned_work(graph, opt.n_threads) + self._q8_bytes(n_tokens, k)
+                    + 16 * spec.n_experts(a) * (n_tokens * spec.top_k(a) + 64) + (64 << 20))
             if work == "reset":
                 reset = self._extra_fn("ggml_reset", None, [_p])
                 if reset is None:
@@ -635,6 +639,15 @@ class GgmlLibrary:
             for c in contexts:
                 free(c)
         return Prepared(run, fetch, close, keep=(a, buffer, params))
+
+    def _planned_work(self, graph, n_threads: int) -> int:
+        """ggml_graph_plan(graph, n_threads)'s work size (0 where it is not exported). The
+        plan struct starts with the size in every API generation; what follows differs, so
+        it is read into a larger opaque struct (returned through a hidden pointer either
+        way), and the third argument (mainline's threadpool, NULL) is ignored by older
+        two-argument builds."""
+        plan = self._extra_fn("ggml_graph_plan", _CPlanHead, [_p, ctypes.c_int, _p])
+        return int(plan(graph, int(n_threads), None).work_size) if plan else 0
 
     def _extra_fn(self, name: str, restype, argtypes):
         """A symbol only some callers need, bound on first use (None when not exported)."""
