@@ -132,11 +132,12 @@ def _work_ab(records: list[dict]) -> list[str]:
         return []
     a, b = rows[0]["work_ab"]["methods"]
     return ["", f"## ggml work context: {a} against {b} (same run)", "",
-            f"Time per call with the work context emptied by {b}, over the time with {a}: medians, and the "
-            "median of the per-repetition ratios (1.0 = no difference).", "",
-            "| shape | threads | time ratio | paired |", "| --- | ---: | ---: | ---: |"]\
-        + [f"| {label(r)} | {r['threads']} | {r['work_ab']['ratio']:.3f} | {r['work_ab']['paired']:.3f} |"
-           for r in rows]
+            f"Time per call with the work context emptied by {b}, over the time with {a}: medians, the "
+            "median of the per-repetition ratios, and (1 thread) the calling thread's CPU time; 1.0 = no "
+            "difference; compare with the spreads above.", "",
+            "| shape | threads | time ratio | paired | CPU-time ratio |", "| --- | ---: | ---: | ---: | ---: |"]\
+        + [f"| {label(r)} | {r['threads']} | {r['work_ab']['ratio']:.3f} | {r['work_ab']['paired']:.3f} "
+           f"| {_num(r['work_ab'].get('cpu_ratio'), '.3f')} |" for r in rows]
 
 
 def markdown(s: dict) -> str:

@@ -64,7 +64,8 @@ def _record(s: dict, nth: int, threads, meas: dict, runs: dict, failure: str | N
         b = meas[("ggml_alt", nth)]
         rec["ggml_alt"] = measure.summary(b, ops)
         rec["work_ab"] = {"methods": [peer.work, alt], "ratio": measure.ratio(g.times, b.times),
-                          "paired": measure.paired_ratio(g.times, b.times)}
+                          "paired": measure.paired_ratio(g.times, b.times),
+                          "cpu_ratio": measure.ratio(g.cpu, b.cpu) if nth == 1 else None}
     rec["gops_cpu_ours"] = (round(ops / rec["ours"]["cpu_median_s"] * 1e-9, 2)
                             if nth == 1 and rec["ours"]["cpu_median_s"] > 0 else None)
     if nth != 1 and 1 in threads:
