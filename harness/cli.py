@@ -82,7 +82,7 @@ def cmd_mutate(args) -> int:
 
 
 def cmd_bench(args) -> int:
-    from .tools.bench import run_from_args
+    from .tools.bench.run import run_from_args
 
     return run_from_args(args)
 
@@ -167,7 +167,7 @@ def build_parser() -> argparse.ArgumentParser:
                                    "shape probed once in a child first: a shape it aborts on is reported, not "
                                    "timed); medians, spreads, ratios, the int8 peak and bandwidth; "
                                    "bench.{json,md,png} in --out.")
-    from .tools.bench import add_arguments as add_bench_arguments
+    from .tools.bench.run import add_arguments as add_bench_arguments
 
     add_bench_arguments(p)
     p.set_defaults(func=cmd_bench)

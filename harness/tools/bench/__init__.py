@@ -9,8 +9,8 @@
   from the same run);
 - `roofline`: the int8 dot-product peak and the read bandwidth (libiq1m_peak.so);
 - `report`: bench.md, bench.png, the console lines and the speed targets;
-- `run`: the command (options, the loop over shapes, bench.json).
-"""
-from .run import add_arguments, run_bench, run_from_args
+- `run`: the command (options, the loop over shapes, bench.json): `run.run_bench`.
 
-__all__ = ["add_arguments", "run_bench", "run_from_args"]
+Nothing is imported here: the probe's child process (`python -m
+harness.tools.bench.probe`) needs none of the rest.
+"""
