@@ -41,8 +41,7 @@ def _record(s: dict, nth: int, threads, meas: dict, runs: dict, failure: str | N
             peer: GgmlPeer | None) -> dict:
     ops = workloads.shape_ops(s)
     ours, pp = meas[("ours", nth)], meas[("ours_pp", nth)]
-    rec = dict(s, threads=nth, ops=ops, bytes=s["bytes"], ours=measure.summary(ours, ops),
-               ours_pp=measure.summary(pp, ops))
+    rec = dict(s, threads=nth, ops=ops, ours=measure.summary(ours, ops), ours_pp=measure.summary(pp, ops))
     our_out = runs[("ours", nth)].fetch()
     # the prepacked weights must give the same bits (numerics contract)
     rec["pp_bit_exact"] = bool(np.array_equal(our_out.view(np.uint32), runs[("ours_pp", nth)].fetch().view(np.uint32)))
