@@ -184,16 +184,16 @@ def build(variant_name: str = "release", *, echo: bool = False, rebuild: bool = 
         return library
 
 
-def build_tree(variant_name: str = "release") -> Path:
-    """Build every CMake target of a variant (the library, the C tests, the benchmark) and
-    return the CMake build directory, where `ctest` runs. CMake's own dependency tracking
-    makes a second call cheap."""
+def build_tree(variant_name: str = "release", target: str | None = None) -> Path:
+    """Build every CMake target of a variant (the library, the C tests, the benchmark), or
+    only `target` (e.g. "iq1m_peak"), and return the CMake build directory, where `ctest`
+    runs. CMake's own dependency tracking makes a second call cheap."""
     library = build(variant_name)
     tree = library.parent / "cmake"
-    log_path = library.parent / "build-all.log"
+    log_path = library.parent / f"build-{target or 'all'}.log"
     with open(log_path, "w") as log:
-        _run_logged([find_cmake(), "--build", str(tree), "-j", str(os.cpu_count() or 2)], _LogSink(log, False),
-                    log_path, variant_name)
+        _run_logged([find_cmake(), "--build", str(tree), "-j", str(os.cpu_count() or 2),
+                     *(["--target", target] if target else [])], _LogSink(log, False), log_path, variant_name)
     return tree
 
 

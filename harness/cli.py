@@ -7,7 +7,7 @@
     iq1m-harness promote CASE              copy a case into tests/regressions/
     iq1m-harness case-from-gguf MODEL.gguf --tensor NAME   a case from a real IQ1_M tensor
     iq1m-harness mutate --sample N         mutation score of the default test suite
-    iq1m-harness bench [--smoke]           our kernels vs mainline ggml: GOP/s, ratios, roofline
+    iq1m-harness bench [--smoke]           our kernels vs a ggml build: GOP/s, ratios, roofline
 """
 from __future__ import annotations
 
@@ -82,7 +82,7 @@ def cmd_mutate(args) -> int:
 
 
 def cmd_bench(args) -> int:
-    from .bench import run_from_args
+    from .tools.bench.run import run_from_args
 
     return run_from_args(args)
 
@@ -160,12 +160,14 @@ def build_parser() -> argparse.ArgumentParser:
     add_mutate_arguments(p)
     p.set_defaults(func=cmd_mutate)
 
-    p = sub.add_parser("bench", help="time our kernels and mainline ggml side by side (GOP/s, ratio, roofline)",
-                       description="mul_mat K=M=4096 and a Kimi-K2-like MoE layer (fused up+gate vs ggml's two "
-                                   "mul_mat_id + activation) at 1 and 2 threads, alternating runs of both libraries "
-                                   "in this process; medians, spreads, ratios, the int8 peak and bandwidth; "
+    p = sub.add_parser("bench", help="time our kernels and a ggml build side by side (GOP/s, ratio, roofline)",
+                       description="mul_mat K=M=4096 and a Kimi-K2-like MoE layer (fused up+gate vs ggml's fused "
+                                   "ggml_moe_up_gate where the build has it, else two mul_mat_id + activation) at 1 "
+                                   "and 2 threads, alternating runs of both libraries in this process (each ggml "
+                                   "shape probed once in a child first: a shape it aborts on is reported, not "
+                                   "timed); medians, spreads, ratios, the int8 peak and bandwidth; "
                                    "bench.{json,md,png} in --out.")
-    from .bench import add_arguments as add_bench_arguments
+    from .tools.bench.run import add_arguments as add_bench_arguments
 
     add_bench_arguments(p)
     p.set_defaults(func=cmd_bench)

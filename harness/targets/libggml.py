@@ -49,6 +49,7 @@ import reference
 
 from ..options import KernelOptions
 from .libiq1m import BLOCK_BYTES, QK_K, LibraryError
+from .prepared import Prepared
 
 Q8K_BYTES = 292
 
@@ -67,6 +68,10 @@ class _InitParams(ctypes.Structure):
 class _TypeTraitsCpu(ctypes.Structure):  # mainline ggml-cpu.h struct ggml_type_traits_cpu
     _fields_ = [("from_float", ctypes.c_void_p), ("vec_dot", ctypes.c_void_p), ("vec_dot_type", ctypes.c_int),
                 ("nrows", ctypes.c_int64)]
+
+
+class _CPlanHead(ctypes.Structure):  # struct ggml_cplan: work_size first, then version-dependent fields
+    _fields_ = [("work_size", ctypes.c_size_t), ("rest", ctypes.c_uint8 * 248)]
 
 
 _FROM_FLOAT = ctypes.CFUNCTYPE(None, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int64)
@@ -578,3 +583,122 @@ class GgmlLibrary:
             with np.errstate(over="ignore", invalid="ignore", under="ignore"):
                 out = (up * act64(gate.astype(np.float64))).astype(np.float32)
         return out
+
+    # -- prepared graphs (iq1m-harness bench) ----------------------------------------------
+    WORK_METHODS = ("reset", "reinit")
+
+    @property
+    def work_method(self) -> str:
+        """How `prepared_graph` empties its work context before each run by default: "reset"
+        (ggml_reset) where the build exports it, else "reinit" (ggml_free, then ggml_init on
+        the same caller-owned buffer: older builds such as ik_llama.cpp have no ggml_reset)."""
+        return "reset" if self._extra_fn("ggml_reset", None, [_p]) else "reinit"
+
+    def prepared_graph(self, op: str, arrays: dict, opt: KernelOptions, act: str = "silu",
+                       work: str | None = None) -> Prepared:
+        """`op`'s graph built once on `arrays` (tensors uploaded, graph expanded); calling the
+        result runs ggml_graph_compute_with_ctx alone, and `.fetch()` copies the result out.
+
+        The compute takes its work buffer from the context it is given (a too-small one makes
+        ggml print a message and crash), so every run gets a work context of its own, emptied
+        first (`work`: WORK_METHODS, default `work_method`), with generous room: ggml's own
+        plan, plus the activations' Q8_K copy and row lists, plus 64 MiB (ik_llama.cpp's
+        fused op plans too little when tokens > 2 x rows x experts). moe_up_gate is
+        ggml_moe_up_gate when `opt.fused` and the build has it for `act` (`unary_ops`), else
+        two mul_mat_id, the activation and ggml_mul in one graph. `.close()` frees both
+        contexts (older builds have 64 context slots in all)."""
+        from ..ops import get
+
+        spec = get(op)
+        a = spec.coerce(arrays)
+        work = work or self.work_method
+        if work not in self.WORK_METHODS:
+            raise ValueError(f"work method {work!r}: expected one of {self.WORK_METHODS}")
+        k, n_tokens = self._k(a[spec.weights[0]]), spec.n_tokens(a)
+        out = np.empty(spec.output_shape(a), dtype=np.float32)
+        init, free = self._fn("ggml_init"), self._fn("ggml_free")
+        ctx = self._context(sum(v.nbytes for v in a.values()) + 4 * out.nbytes, 0)  # + the intermediates
+        contexts = [ctx]
+        try:
+            ws = [self._tensor(ctx, self.IQ1_M, k, *a[n].shape[-2::-1], data=a[n]) for n in spec.weights]
+            inputs = self._id_inputs(ctx, a["x"], a["ids"]) if spec.routed else (
+                self._tensor(ctx, self.F32, a["x"].shape[1], n_tokens, data=a["x"]),)
+            result = getattr(self, f"_node_{op}")(ctx, ws, *inputs, opt=opt, act=act)
+            if self._fn("ggml_nbytes")(result) != out.nbytes:
+                raise LibraryError(-1, f"result holds {self._fn('ggml_nbytes')(result)} bytes, expected {out.nbytes}")
+            graph = self._fn("ggml_new_graph")(ctx)
+            self._fn("ggml_build_forward_expand")(graph, result)
+            room = (self._planned_work(graph, opt.n_threads) + self._q8_bytes(n_tokens, k)
+                    + 16 * spec.n_experts(a) * (n_tokens * spec.top_k(a) + 64) + (64 << 20))
+            if work == "reset":
+                reset = self._extra_fn("ggml_reset", None, [_p])
+                if reset is None:
+                    raise LibraryError(-1, "this ggml exports no ggml_reset: use work='reinit'")
+                params, buffer = _InitParams(room, None, False), None
+            else:
+                buffer = np.empty(room + 64, dtype=np.uint8)
+                params = _InitParams(room, buffer.ctypes.data + (-buffer.ctypes.data) % 64, False)
+            contexts.append(init(params))
+            if not contexts[1]:
+                raise LibraryError(-1, f"ggml_init of a {room}-byte work context failed")
+        except BaseException:
+            for c in contexts:
+                free(c)
+            raise
+        compute, data, n_threads = self._fn("ggml_graph_compute_with_ctx"), self._fn("ggml_get_data"), int(opt.n_threads)
+
+        def renew() -> None:
+            if work == "reset":
+                reset(contexts[1])
+                return
+            free(contexts[1])
+            contexts[1] = init(params)
+            if not contexts[1]:
+                raise LibraryError(-1, "ggml_init of the work context failed")
+
+        def run() -> None:
+            renew()
+            status = compute(contexts[1], graph, n_threads)
+            if status != 0:
+                raise LibraryError(status, f"ggml_graph_compute_with_ctx returned status {status}")
+
+        def fetch() -> np.ndarray:
+            ctypes.memmove(out.ctypes.data, data(result), out.nbytes)
+            return out
+
+        def close() -> None:
+            for c in contexts:
+                free(c)
+        return Prepared(run, fetch, close, keep=(a, buffer, params))
+
+    def _planned_work(self, graph, n_threads: int) -> int:
+        """ggml_graph_plan(graph, n_threads)'s work size (0 where it is not exported). The
+        plan struct starts with the size in every API generation; what follows differs, so
+        it is read into a larger opaque struct (returned through a hidden pointer either
+        way), and the third argument (mainline's threadpool, NULL) is ignored by older
+        two-argument builds."""
+        plan = self._extra_fn("ggml_graph_plan", _CPlanHead, [_p, ctypes.c_int, _p])
+        return int(plan(graph, int(n_threads), None).work_size) if plan else 0
+
+    def _extra_fn(self, name: str, restype, argtypes):
+        """A symbol only some callers need, bound on first use (None when not exported)."""
+        if name not in self._fns:
+            fn = self._lookup(name)
+            if fn is None:
+                return None
+            fn.restype, fn.argtypes = restype, argtypes
+            self._fns[name] = fn
+        return self._fns[name]
+
+    def _node_mul_mat(self, ctx, ws, b, *, opt, act):
+        return self._fn("ggml_mul_mat")(ctx, ws[0], b)
+
+    def _node_mul_mat_id(self, ctx, ws, b, ids, *, opt, act):
+        return self._fn("ggml_mul_mat_id")(ctx, ws[0], b, ids)
+
+    def _node_moe_up_gate(self, ctx, ws, b, ids, *, opt, act):
+        if opt.fused and act.upper() in self.unary_ops:
+            return self._fn("ggml_moe_up_gate")(ctx, *ws, b, ids, self.unary_ops[act.upper()])
+        up, gate = (self._fn("ggml_mul_mat_id")(ctx, w, b, ids) for w in ws)
+        f, mul = self._extra_fn(f"ggml_{act}", _p, [_p, _p]), self._extra_fn("ggml_mul", _p, [_p, _p, _p])
+        return mul(ctx, up, f(ctx, gate))
