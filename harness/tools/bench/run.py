@@ -112,10 +112,10 @@ def run_bench(out: Path, *, smoke: bool = False, threads=(1, 2), reps: int | Non
         try:
             peer, alt = _open_peer(ggml_lib_dir, ggml_work)
             info["ggml"] = peer.info()
-        except UsageError:
-            raise
         except Exception as exc:
-            if ggml_lib_dir:  # asked for by name: not silently left out
+            if ggml_lib_dir or ggml_work == "ab":  # asked for by name: not silently left out
+                if isinstance(exc, UsageError):
+                    raise
                 raise UsageError(f"--ggml-lib-dir {ggml_lib_dir}: {type(exc).__name__}: {exc}") from exc
             info["ggml"] = {"unavailable": f"{type(exc).__name__}: {exc}"}  # no llama-cpp-python: ours alone
     else:
