@@ -1,5 +1,5 @@
-"""Every saved case in tests/regressions/ is replayed on every run, against the variant
-under test (`--iq1m-variant`); a promoted failure must stay fixed."""
+"""Every saved case in regressions/ beside this file is replayed on every run, against the
+variant under test (`--iq1m-variant`); a promoted failure must stay fixed."""
 from pathlib import Path
 
 import pytest
