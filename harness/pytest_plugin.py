@@ -13,8 +13,8 @@ summary (and written to --iq1m-report PATH as JSON), failures only with --iq1m-s
 Registered as a `pytest11` entry point (`iq1m`): installed, it is active in every pytest
 session, so another project runs the packaged suite on its own build with
 
-    pytest --pyargs harness.suite --iq1m-target ggml --iq1m-ggml-lib-dir build/bin \\
-        --iq1m-cases-dir iq1m-failures --junitxml iq1m-junit.xml
+    pytest --pyargs harness.suite --iq1m-target ggml --iq1m-ggml-lib-dir=build/bin \\
+        --iq1m-cases-dir=iq1m-failures --junitxml=iq1m-junit.xml
 
 `--iq1m-cases-dir DIR`: every failing case is kept in DIR as `<kind>-<op>-<test>-<digest>.npz`
 with a standalone `repro_<same>.py` beside it, and the failure's message (terminal and JUnit
