@@ -25,10 +25,10 @@ stage "self-tests: fault-injected builds, isolation, campaigns (pytest -m slow)"
 python -m pytest -m slow
 
 stage "property suite on the address+undefined sanitizer build"
-python -m pytest -q tests/kernels/test_properties.py tests/test_regressions.py --iq1m-variant asan
+python -m pytest -q harness/suite --iq1m-variant asan
 
 stage "property suite on the thread sanitizer build"
-python -m pytest -q tests/kernels/test_properties.py tests/test_regressions.py --iq1m-variant tsan
+python -m pytest -q harness/suite --iq1m-variant tsan
 
 stage "activation accuracy over all 2^32 float32 inputs"
 IQ1M_ACT_FULL=1 python -m pytest -q tests/kernels/test_c_programs.py -k activation_accuracy
@@ -44,7 +44,7 @@ python -m pip install -e '.[test,ggml]'
 
 stage "ggml target: its own tests, and the property suite against mainline ggml"
 python -m pytest -q tests/ggml
-python -m pytest -q --iq1m-target ggml tests/kernels/test_properties.py tests/test_regressions.py
+python -m pytest -q --iq1m-target ggml harness/suite
 python -m pytest -q --iq1m-target ggml --iq1m-ggml-env GGML_CPU_TILED_MM=0 --iq1m-strict \
-    tests/kernels/test_properties.py
+    harness/suite/test_properties.py
 

@@ -4,7 +4,7 @@
     iq1m-harness info                      library version, build info, usable SIMD levels
     iq1m-harness fuzz --minutes N          time-boxed fuzz campaign with a report
     iq1m-harness repro CASE                replay a saved case (exit 1 while it fails)
-    iq1m-harness promote CASE              copy a case into tests/regressions/
+    iq1m-harness promote CASE              copy a case into harness/suite/regressions/
     iq1m-harness case-from-gguf MODEL.gguf --tensor NAME   a case from a real IQ1_M tensor
     iq1m-harness mutate --sample N         mutation score of the default test suite
     iq1m-harness bench [--smoke]           our kernels vs a ggml build: GOP/s, ratios, roofline
@@ -195,7 +195,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path, help="case file to write (default: TENSOR-OP-DIGEST.npz here)")
     p.set_defaults(func=cmd_case_from_gguf)
 
-    p = sub.add_parser("promote", help="copy a case into tests/regressions/ so pytest replays it on every run")
+    p = sub.add_parser("promote", help="copy a case into harness/suite/regressions/ so pytest replays it on every run")
     p.add_argument("case", type=Path)
     p.set_defaults(func=cmd_promote)
     return parser

@@ -11,11 +11,11 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from .build import PROJECT_ROOT
 from .cases import Case, save_case
 from .compare import Outcome, batch_difference, batch_subcase
 from .errors import (BatchDivergence, HarnessFailure, KernelCorruption, KernelCrash, KernelExit, KernelHang,
                      MemoryOverrun)
+from .paths import runs_dir
 from .targets import Finding, KernelsTarget, Target
 from .worker import Worker
 
@@ -35,7 +35,7 @@ class Runner:
         compare that token's output (batch-composition invariance)."""
         self.target = KernelsTarget(target, echo_build=echo_build) if isinstance(target, str) else target
         spec = self.target.prepare()
-        runs_root = Path(os.environ.get("IQ1M_RUNS_DIR", PROJECT_ROOT / ".iq1m" / "runs"))
+        runs_root = runs_dir()
         self.work_dir = Path(work_dir or runs_root / f"{self.target.slug}-{os.getpid()}")
         self.case_dir = self.work_dir / "cases"
         self.worker = Worker(spec, self.work_dir / "logs", env=self.target.worker_env())

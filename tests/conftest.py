@@ -1,22 +1,7 @@
-"""Hypothesis profiles shared by the whole suite.
+"""The repository's own tests. The pytest plugin (`harness.pytest_plugin`) comes from the
+`pytest11` entry point of the installed project (`pip install -e '.[test]'`); the Hypothesis
+profiles (ci, dev, fuzz, mutation) are defined in `harness/hypothesis_profiles.py`, shared
+with the packaged suite `harness/suite/`, which `pytest` in the checkout also collects."""
+from harness import hypothesis_profiles
 
-ci:   deterministic (derandomized), modest budgets; the default when CI is set.
-dev:  random, modest budgets; the default on a developer machine.
-fuzz: large budgets, used by campaigns and long local searches.
-mutation: ci without shrinking, used by `iq1m-harness mutate`.
-Select with HYPOTHESIS_PROFILE=name.
-"""
-import os
-
-from hypothesis import HealthCheck, Phase, settings
-
-_common = dict(deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
-settings.register_profile("ci", derandomize=True, max_examples=60, print_blob=True, **_common)
-settings.register_profile("dev", max_examples=60, **_common)
-settings.register_profile("fuzz", max_examples=5000, **_common)
-# The ci profile's examples without shrinking: kills exactly the same mutants, sooner.
-settings.register_profile("mutation", derandomize=True, max_examples=60, phases=[Phase.explicit, Phase.generate],
-                          **_common)
-settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci" if os.environ.get("CI") else "dev"))
-
-pytest_plugins = ["harness.pytest_plugin"]
+hypothesis_profiles.load()

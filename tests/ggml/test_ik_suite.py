@@ -48,8 +48,8 @@ def _explains(text: str) -> str | None:
 def test_property_suite_on_ik_reports_the_seed_and_only_true_failures(ik_lib_dir, tmp_path):
     junit = tmp_path / "junit.xml"
     proc = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--iq1m-target", "ggml",
-                           "--iq1m-ggml-lib-dir", ik_lib_dir, "tests/kernels/test_properties.py",
-                           "tests/test_regressions.py", f"--junitxml={junit}"],
+                           f"--iq1m-ggml-lib-dir={ik_lib_dir}", "harness/suite",
+                           f"--junitxml={junit}"],
                           capture_output=True, text=True, timeout=1800, env={**os.environ, "CI": "1"})
     assert proc.returncode == 1, proc.stdout[-3000:] + proc.stderr[-3000:]  # failures, not errors or usage
     failures, passed, unexplained = {}, 0, []
