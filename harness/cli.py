@@ -194,14 +194,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--expert", type=int, help="one expert of an expert tensor (default op then: mul_mat)")
     p.add_argument("--experts", metavar="E0:E1", help="a range of experts of an expert tensor (default: all)")
     p.add_argument("--rows", metavar="R0:R1", help="a range of weight rows (default: all)")
-    p.add_argument("--tokens", type=int, default=8, help="activation rows (tokens), random routing (default 8)")
+    p.add_argument("--tokens", type=int, help="activation rows (tokens), random routing (default 8)")
     p.add_argument("--routing", metavar="N0,N1,...",
                    help="tokens per selected expert instead of random routing, e.g. 1,31,32,33")
-    p.add_argument("--top-k", type=int, default=2, help="experts per token (default 2)")
+    p.add_argument("--top-k", type=int, help="experts per token, 1..experts taken (default 2)")
     p.add_argument("--op", choices=OP_NAMES,
                    help="operation (default: mul_mat_id for an expert tensor, else mul_mat)")
     p.add_argument("--gate-tensor", help="moe_up_gate: the gate tensor (default: the name with ffn_up -> ffn_gate)")
-    p.add_argument("--act", choices=["silu", "gelu"], default="silu", help="moe_up_gate activation (default silu)")
+    p.add_argument("--act", choices=["silu", "gelu"], help="moe_up_gate activation (default silu)")
     p.add_argument("--seed", type=int, default=0, help="seed of the activations and routing (default 0)")
     p.add_argument("--threads", default="1,2,4", help="thread counts of the runs (default 1,2,4)")
     p.add_argument("--out", type=Path, help="case file to write (default: TENSOR-OP-DIGEST.npz here)")

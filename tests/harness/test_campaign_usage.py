@@ -3,9 +3,12 @@ failure, no library built. `fuzz` and `case-from-gguf` options, checked before a
 import re
 import subprocess
 import sys
+from pathlib import Path
 
+import numpy as np
 import pytest
 
+import reference
 from harness.build import KERNELS_DIR
 from harness.cli import main
 from harness.targets import GgmlTarget, KernelsTarget
@@ -70,3 +73,64 @@ def test_target_limits_match_the_sources():
     assert GgmlTarget.isa_names == ()
 
 
+# -- case-from-gguf ---------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def model(tmp_path_factory):
+    from gguf import GGMLQuantizationType, GGUFWriter
+
+    rng = np.random.default_rng(1)
+
+    def blocks(n):
+        fields = reference.IQ1MFields(grid_index=rng.integers(0, 2048, (n, 32), dtype=np.uint16),
+                                      delta_negative=rng.random((n, 32)) < 0.5,
+                                      scale=rng.integers(0, 8, (n, 16), dtype=np.uint8),
+                                      d_bits=np.float16(np.exp2(rng.uniform(-10, -4, n))).view(np.uint16))
+        return reference.encode_fields(fields)
+
+    path = tmp_path_factory.mktemp("gguf") / "tiny.gguf"
+    w = GGUFWriter(str(path), "llama")
+    w.add_tensor("blk.0.ffn_up_exps.weight", blocks(3 * 4).reshape(3, 4, -1), raw_dtype=GGMLQuantizationType.IQ1_M)
+    w.add_tensor("blk.0.ffn_gate_exps.weight", blocks(3 * 4).reshape(3, 4, -1), raw_dtype=GGMLQuantizationType.IQ1_M)
+    w.add_tensor("blk.0.attn_q.weight", blocks(4).reshape(4, -1), raw_dtype=GGMLQuantizationType.IQ1_M)
+    w.write_header_to_file()
+    w.write_kv_data_to_file()
+    w.write_tensors_to_file()
+    w.close()
+    return path
+
+
+UP = ["--tensor", "blk.0.ffn_up_exps.weight"]
+GGUF_MISTAKES = [
+    (UP + ["--threads", "0"], "thread counts must be 1..512"),
+    (UP + ["--threads", "100000"], "thread counts must be 1..512"),
+    (UP + ["--threads", ""], "empty list"),
+    (UP + ["--top-k", "0"], "--top-k 0: must be 1..3"),
+    (UP + ["--top-k", "20"], "--top-k 20: must be 1..3"),
+    (UP + ["--experts", "0:2", "--top-k", "3"], "--top-k 3: must be 1..2"),
+    (["--tensor", "blk.0.attn_q.weight", "--top-k", "2"], "--top-k: mul_mat routes no tokens"),
+    (UP + ["--act", "gelu"], "--act: mul_mat_id has no activation"),
+    (UP + ["--routing", "1,2,3", "--tokens", "5"], "give one"),
+    (UP + ["--tokens", "-1"], "--tokens must be >= 0"),
+    (UP + ["--seed", "-3"], "--seed -3: must be >= 0"),
+]
+
+
+@pytest.mark.parametrize("args,message", GGUF_MISTAKES, ids=[" ".join(a[2:]) for a, _ in GGUF_MISTAKES])
+def test_case_from_gguf_mistakes_exit_2_with_one_line(model, tmp_path, capsys, args, message):
+    out = tmp_path / "c.npz"
+    status = main(["case-from-gguf", str(model), *args, "--out", str(out)])
+    assert status == 2
+    _one_line(capsys.readouterr().err, message)
+    assert not out.exists()
+
+
+def test_case_from_gguf_defaults_still_work(model, tmp_path, capsys):
+    out = tmp_path / "c.npz"
+    assert main(["case-from-gguf", str(model), *UP, "--out", str(out)]) == 0
+    from harness.cases import load_case
+
+    case = load_case(out)
+    assert case.op == "mul_mat_id" and case.spec.top_k(case.arrays) == 2 and case.n_tokens == 8
+    assert {r.n_threads for r in case.runs} == {1, 2, 4}
+    assert Path(out).exists()
