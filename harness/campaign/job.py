@@ -329,8 +329,8 @@ class Job:
             elif sig.id not in self.first_seen and self._note_first_sighting(sig):
                 # seen while shrinking another failure (or replaying one): saved now, so it is not
                 # lost; there is no choice sequence to shrink it from, exploration may find it again
-                status = f"seen while {'minimising another failure' if purpose == 'shrink' else 'replaying'}; " \
-                         f"not minimised"
+                status = f"seen while {'minimising another failure' if purpose == 'shrink' else 'replaying'} " \
+                         f"(no example to minimise it from; a later sighting will be)"
                 self.persist(sig, result.case, failure, also, minimised=False, status=status, only_if_absent=True)
                 self.log(f"new failure {sig.label()} ({status})")
 
@@ -395,7 +395,9 @@ class Job:
                 continue
             result = self.evaluate(case, "replay")
             shown = result.failures.get(sig.id)
-            self.stats.replayed[sig.id] = "reproduced" if shown else "did not reproduce"
+            others = sorted({f"{s.kind}: {s.detail}" for s, _ in result.failures.values() if s.id != sig.id})
+            self.stats.replayed[sig.id] = "reproduced" if shown else \
+                (f"fails differently ({'; '.join(others)})"[:300] if others else "did not reproduce")
             if shown and not rec.get("minimised") and self._has_examples(sig) \
                     and self.store.claim(sig, self.owner()):
                 self.first[sig.id] = (result.case, shown[1])
@@ -490,12 +492,12 @@ class Job:
             raise
         except _OutOfTime:
             self._persist_best(sig, best, minimised=False,
-                               status=f"not minimised: stopped at the deadline + {self.cfg.grace:.0f} s grace",
+                               status=f"stopped at the deadline + {self.cfg.grace:.0f} s grace",
                                t0=t0, steps0=steps0)
         except (NoSuchExample, Flaky) as exc:
             self._persist_best(sig, best, minimised=False, t0=t0, steps0=steps0,
-                               status=f"not minimised: the case did not fail the same way again when replayed "
-                                      f"({type(exc).__name__}; flaky or timing-dependent)")
+                               status=f"the case did not fail the same way when replayed "
+                                      f"({type(exc).__name__}: flaky or timing-dependent)")
         else:
             self._persist_best(sig, best, minimised=True, status="minimised", t0=t0, steps0=steps0)
             key = signature_key(sig) + b".secondary"

@@ -147,7 +147,7 @@ def _when(f: dict) -> str:
 def _shrunk(f: dict) -> str:
     s = f.get("shrink") or {}
     how = f" ({s.get('steps', 0)} steps, {s.get('seconds', 0)} s)" if s.get("steps") else ""
-    return ("yes" if f["minimised"] else f"no: {s.get('status', 'not minimised')}") + how
+    return ("yes" if f["minimised"] else f"no, {s.get('status', 'not minimised')}") + how
 
 
 def console_lines(report: dict, out: Path) -> list[str]:
@@ -161,7 +161,7 @@ def console_lines(report: dict, out: Path) -> list[str]:
     if fails:
         lines.append(f"{len(fails)} failure(s) ({sum(f['new'] for f in fails)} new in this campaign):")
     for f in fails:
-        state = "" if f["current"] else " [did not reproduce: fixed?]"
+        state = "" if f["current"] else f" [replayed: {f['replayed']}]"
         lines.append(f"FAILURE {f['kind']} in {f['op']}: {f['signature']}{state}")
         lines.append(f"  shrunk: {_shrunk(f)}; first seen {_when(f)}; {f['sightings']} case(s) here")
         lines.append(f"  case: {f['case']}")
@@ -194,7 +194,7 @@ def markdown(r: dict) -> str:
     if r["failures"]:
         lines += ["## Failures", ""]
         for f in r["failures"]:
-            lines.append(f"### {f['kind']} in `{f['op']}`" + ("" if f["current"] else " (did not reproduce)"))
+            lines.append(f"### {f['kind']} in `{f['op']}`" + ("" if f["current"] else f" ({f['replayed']})"))
             lines.append("")
             lines.append(f"- signature: `{f['signature']}`")
             if f["signal"]:
