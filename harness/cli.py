@@ -3,6 +3,7 @@
     iq1m-harness build [--variant V]       build (or reuse) a kernel variant, print its path
     iq1m-harness info                      library version, build info, usable SIMD levels
     iq1m-harness fuzz --minutes N          time-boxed fuzz campaign with a report
+    iq1m-harness report --db redis://H/N   the merged report of campaigns sharing a Redis store
     iq1m-harness repro CASE                replay a saved case (exit 1 while it fails)
     iq1m-harness promote CASE              copy a case into tests/regressions/
     iq1m-harness case-from-gguf MODEL.gguf --tensor NAME   a case from a real IQ1_M tensor
@@ -66,6 +67,23 @@ def cmd_fuzz(args) -> int:
     print(f"campaign: {minutes:g} min (+ up to {grace:.0f} s to finish minimising), {jobs} job(s), "
           f"{target.label()}, output {out}", file=sys.stderr, flush=True)
     return run_campaign(cfg, target)
+
+
+def cmd_report(args) -> int:
+    from .campaign import config as cc
+    from .campaign.fleet import check_redis, merged_report
+    from .campaign.report import console_lines
+
+    if not args.db.startswith("redis://"):
+        raise UsageError(f"--db {args.db}: the merged report reads a shared store, redis://HOST[:PORT][/DB]/CAMPAIGN "
+                         f"(a single campaign's report is in its --out directory)")
+    check_redis(args.db)
+    out = cc.check_writable_dir(args.out or Path("iq1m-campaigns") / f"fleet-{time.strftime('%Y%m%d-%H%M%S')}",
+                                "--out")
+    report = merged_report(args.db, out)
+    for line in console_lines(report, out):
+        print(line)
+    return 0
 
 
 def cmd_repro(args) -> int:
@@ -157,6 +175,15 @@ def build_parser() -> argparse.ArgumentParser:
                         "budget, 15 s to 5 min)")
     add_target_arguments(p)
     p.set_defaults(func=cmd_fuzz)
+
+    p = sub.add_parser("report", help="the merged report of the campaigns sharing a Redis store",
+                       description="Campaigns on several machines started with the same --db redis://HOST/NAME "
+                                   "share their failures; this writes report.{json,md,png} for all of them (every "
+                                   "failure once, with the host, job and time that saw it first) and copies every "
+                                   "failure's case and repro script into OUT/failures.")
+    p.add_argument("--db", required=True, help="redis://HOST[:PORT][/DB]/CAMPAIGN, as given to fuzz")
+    p.add_argument("--out", type=Path, help="output directory (default iq1m-campaigns/fleet-<timestamp>)")
+    p.set_defaults(func=cmd_report)
 
     p = sub.add_parser("repro", help="replay a saved case file; exit 0 if it passes, 1 if it still fails")
     from .repro import add_arguments as add_repro_arguments

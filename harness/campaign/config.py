@@ -109,6 +109,9 @@ def check_db(db: str) -> str:
     if "://" in db:
         if not db.startswith("redis://"):
             raise UsageError(f"--db {db}: expected a directory or redis://HOST[:PORT][/CAMPAIGN]")
+        from .fleet import parse_url
+
+        parse_url(db)
         return db
     check_writable_dir(Path(db), "--db")
     return str(Path(db).resolve())

@@ -40,6 +40,7 @@ BATCH_EXAMPLES = 200       # new cases per Hypothesis run (a new signature ends 
 CACHE_ENTRIES = 128        # failing results remembered (with their cases)
 PERSIST_EVERY = 10.0       # seconds between saves of a shrink's best case so far
 SWEEP_EVERY = 50           # cases between sweeps of the job's working case files
+STATS_EVERY = 5.0          # seconds between pushes of a job's counters to a shared store
 
 
 class _Stop(BaseException):
@@ -98,7 +99,8 @@ class Job:
     def __init__(self, cfg: CampaignConfig, job: int):
         self.cfg = cfg
         self.job = job
-        self.stats = JobStats(job=job, host=cfg.host, pid=os.getpid())
+        self.stats = JobStats(job=job, host=cfg.host, pid=os.getpid(), campaign=campaign_id(cfg),
+                              campaign_start=cfg.start)
         self.status_path = cfg.out / "jobs" / f"job-{job}.json"
         self.store = open_store(cfg)
         self.stopping = False
@@ -111,6 +113,7 @@ class Job:
         self.first_seen: dict[str, dict] = {}       # signature id -> when and where it was first seen
         self.kept_findings: set[str] = set()
         self._last_publish = 0.0
+        self._last_push = 0.0
         self._evaluations = 0
         self._passing = 0
 
@@ -119,8 +122,12 @@ class Job:
         now = time.time()
         if force or now - self._last_publish > 0.5:
             self.stats.updated = now
-            atomic_write_bytes(self.status_path, self.stats.to_json())
+            data = self.stats.to_json()
+            atomic_write_bytes(self.status_path, data)
             self._last_publish = now
+            if hasattr(self.store, "publish_stats") and (force or now - self._last_push > STATS_EVERY):
+                self.store.publish_stats(self.stats.campaign, self.job, data)  # the fleet's merged report
+                self._last_push = now
 
     def _on_signal(self, signum, frame) -> None:
         self.stopping = True
@@ -353,7 +360,8 @@ class Job:
     def _first_seen(self, sig: Signature) -> dict:
         now = time.time()
         return {"unix": now, "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(now)),
-                "elapsed_s": round(now - self.cfg.start, 1), "host": self.cfg.host, "job": self.job}
+                "elapsed_s": round(now - self.cfg.start, 1), "host": self.cfg.host, "job": self.job,
+                "campaign": self.stats.campaign}
 
     def persist(self, sig: Signature, case, failure: HarnessFailure, also: list[Signature], *, minimised: bool,
                 status: str, steps: int = 0, seconds: float = 0.0, only_if_absent: bool = False) -> None:
@@ -368,7 +376,8 @@ class Job:
             "run_context": run_context(case, failure.options), "also_shows": [s.to_dict() for s in also],
             "first_seen": first, "minimised": minimised,
             "shrink": {"status": status, "steps": steps, "seconds": round(seconds, 1)},
-            "found_by_job": first.get("job"), "found_by": {"host": first.get("host"), "job": first.get("job")},
+            "found_by_job": first.get("job"),
+            "found_by": {k: first.get(k) for k in ("host", "job", "campaign")},
             "library": self.runner.hello, "target_label": self.runner.target.label(),
             "run_timeout_s": round(self.runner.timeout_for(case), 1),
         }
@@ -478,6 +487,7 @@ class Job:
                 return False
             best[:] = [result.case, hit[1], result.failures]
             if time.monotonic() - last_save[0] > PERSIST_EVERY:
+                self.store.heartbeat(sig)
                 self._persist_best(sig, best, minimised=False, status="minimising", t0=t0, steps0=steps0)
                 last_save[0] = time.monotonic()
             return True
@@ -513,6 +523,11 @@ class Job:
 
 
 # -- helpers shared with the parent ---------------------------------------------------------
+
+def campaign_id(cfg: CampaignConfig) -> str:
+    """Names a campaign among the fleet's: host, parent pid, start."""
+    return f"{cfg.host}:{cfg.parent_pid}:{int(cfg.start)}"
+
 
 def open_store(cfg: CampaignConfig):
     if cfg.db.startswith("redis://"):

@@ -71,6 +71,18 @@ def check_target(cfg: CampaignConfig, target, stream) -> None:
         shutil.rmtree(cfg.out / "jobs" / "probe", ignore_errors=True)
 
 
+def announce(cfg: CampaignConfig, target) -> None:
+    """A shared store learns of this campaign (its merged report lists it)."""
+    import json
+
+    from .job import campaign_id, open_store
+
+    store = open_store(cfg)
+    if hasattr(store, "publish_campaign"):
+        store.publish_campaign(campaign_id(cfg), json.dumps(dict(json.loads(cfg.to_json()),
+                                                                 target_label=target.label())))
+
+
 def start_jobs(cfg: CampaignConfig) -> list[subprocess.Popen]:
     procs = []
     env = harness_env()
@@ -121,6 +133,7 @@ def run_campaign(cfg: CampaignConfig, target, stream=sys.stderr) -> int:
         check_target(cfg, target, stream)
         cfg.start = time.time()
         cfg.parent_pid = os.getpid()
+        announce(cfg, target)
         procs = start_jobs(cfg)
         progress = Progress(cfg, stream)
         hard_stop = cfg.deadline + cfg.grace + STOP_SLACK

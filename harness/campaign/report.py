@@ -104,7 +104,8 @@ def build_report(cfg: CampaignConfig, target_label: str, total: dict, records: l
     }
 
 
-def write_report(cfg: CampaignConfig, target, total: dict, *, elapsed: float, how_stopped: str = "") -> dict:
+def write_report(cfg: CampaignConfig, target, total: dict, *, elapsed: float, how_stopped: str = "",
+                 campaigns: list[dict] | None = None) -> dict:
     from .job import open_store
 
     store = open_store(cfg)
@@ -114,6 +115,8 @@ def write_report(cfg: CampaignConfig, target, total: dict, *, elapsed: float, ho
     report = build_report(cfg, target.label() if hasattr(target, "label") else str(target), total, records,
                           elapsed=elapsed, how_stopped=how_stopped)
     report["findings"] = _finding_counts(cfg.out)
+    if campaigns is not None:
+        report["campaigns"] = campaigns
     paths = {"json": cfg.out / "report.json", "md": cfg.out / "report.md", "png": cfg.out / "report.png"}
     atomic_write_bytes(paths["json"], json.dumps(report, indent=2, sort_keys=True).encode())
     atomic_write_bytes(paths["md"], markdown(report).encode())
@@ -140,7 +143,8 @@ def _when(f: dict) -> str:
         return "?"
     from .progress import mmss
 
-    by = f"job {first.get('job')}" + (f" on {first['host']}" if first.get("host") else "")
+    by = f"job {first.get('job')}" + (f" of campaign {first['campaign']}" if first.get("campaign") else
+                                      f" on {first['host']}" if first.get("host") else "")
     return f"{first.get('time', '?')} ({mmss(first.get('elapsed_s', 0))} into its campaign, {by})"
 
 
@@ -178,9 +182,10 @@ def markdown(r: dict) -> str:
     hang = r["hangs"]
     lines = ["# iq1m-harness campaign report", "",
              f"- target `{r['target']}`, {r['jobs']} job(s) on {r['host']}, started {r['started']}",
-             f"- {r['elapsed_s']} s of a {r['budget_s']:.0f} s budget; stopped {r['stopped']}; shrinks may run "
-             f"{r['grace_s']:.0f} s past the deadline, jobs are stopped at deadline + "
-             f"{r['time_limits']['hard_stop_s'] - r['budget_s']:.0f} s",
+             (f"- {r['stopped']}: {r['elapsed_s']} s from the first start to the last update" if r.get("campaigns")
+              else f"- {r['elapsed_s']} s of a {r['budget_s']:.0f} s budget; stopped {r['stopped']}; shrinks may run "
+                   f"{r['grace_s']:.0f} s past the deadline, jobs are stopped at deadline + "
+                   f"{r['time_limits']['hard_stop_s'] - r['budget_s']:.0f} s"),
              f"- {r['cases']} new cases ({r['cases_per_s']}/s, {r['failing_cases']} failing), "
              f"{r['shrink_steps']} shrink steps, {r['replays']} replays of saved failures, "
              f"{r['cache_hits']} repeats answered from memory" + (f", {r['skipped']} skipped" if r["skipped"] else ""),
@@ -191,6 +196,13 @@ def markdown(r: dict) -> str:
         lines.append(f"- {hang['count']} hung run(s): {hang['seconds_waited']} s spent waiting for timeouts "
                      f"(a run may take {hang['timeout_s'] or '?'} s before it counts as hung)")
     lines += [f"- **{len(r['failures'])} distinct failure(s)**, {r['current_failures']} failing now", ""]
+    if r.get("campaigns"):
+        lines += ["## Campaigns", "", "| campaign | target | jobs | started | budget |", "|---|---|---|---|---|"]
+        for c in r["campaigns"]:
+            started = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(c["start"]))
+            lines.append(f"| {c['id']} | {c.get('target_label', '?')} | {c['jobs']} | {started} | "
+                         f"{c['minutes'] * 60:.0f} s |")
+        lines.append("")
     if r["failures"]:
         lines += ["## Failures", ""]
         for f in r["failures"]:

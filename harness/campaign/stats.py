@@ -45,6 +45,8 @@ class JobStats:
     hangs: int = 0
     hang_seconds: float = 0.0     # time spent waiting for hung runs to time out
     started: float = field(default_factory=time.time)
+    campaign: str = ""            # host:parent pid:start of the campaign the job belongs to
+    campaign_start: float = 0.0   # its slot 0
     updated: float = 0.0
     ops: Counter = field(default_factory=Counter)
     token_buckets: Counter = field(default_factory=Counter)
@@ -89,6 +91,15 @@ def read_stats(out: Path) -> list[JobStats]:
             stats.append(JobStats.from_json(path.read_bytes()))
         except (OSError, ValueError, TypeError):
             continue  # being replaced right now; the next poll reads it
+    return stats
+
+
+def align(stats: list[JobStats], start: float) -> list[JobStats]:
+    """Jobs of campaigns started at other times (a fleet), their slots renumbered from `start`."""
+    for s in stats:
+        shift = int(round((s.campaign_start - start) / SLOT_SECONDS)) if s.campaign_start else 0
+        if shift:
+            s.timeline = {str(int(k) + shift): v for k, v in s.timeline.items()}
     return stats
 
 

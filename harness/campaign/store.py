@@ -68,6 +68,9 @@ class FailureStore:
             json.dump(content, f)
         return True
 
+    def heartbeat(self, sig: Signature) -> None:
+        """Renew a claim being worked on (claims here live as long as the campaign)."""
+
     def path_of(self, sig: Signature) -> Path:
         return self.root / f"{sig.slug}.npz"
 

@@ -134,3 +134,15 @@ def test_case_from_gguf_defaults_still_work(model, tmp_path, capsys):
     assert case.op == "mul_mat_id" and case.spec.top_k(case.arrays) == 2 and case.n_tokens == 8
     assert {r.n_threads for r in case.runs} == {1, 2, 4}
     assert Path(out).exists()
+
+
+def test_redis_urls_name_the_campaign():
+    from harness.campaign.fleet import parse_url
+    from harness.errors import UsageError
+
+    assert parse_url("redis://h:6379/ik-cc51044e7") == ("redis://h:6379", "ik-cc51044e7")
+    assert parse_url("redis://h/2/nightly") == ("redis://h/2", "nightly")
+    assert parse_url("redis://h:1") == ("redis://h:1", "default")
+    for bad in ("redis://h/a/b", "redis://h/na me", "redis:///x"):
+        with pytest.raises(UsageError):
+            parse_url(bad)
