@@ -22,7 +22,8 @@ Layout of the output directory:
     examples/            Hypothesis's example database: each failure's choice sequence,
                          to resume an interrupted shrink (or --db DIR / redis://...)
     jobs/job-N.json      live counters of job N; jobs/job-N/ its worker log and working files
-    findings/            a ggml target's non-failing observations, one JSON line each
+    findings/            a ggml target's non-failing observations (the first 100 of each kind per
+                         job, one JSON line each; all are counted in the report)
     report.json, report.md, report.png
 """
 from .config import DEFAULT_THREADS, CampaignConfig

@@ -41,6 +41,7 @@ CACHE_ENTRIES = 128        # failing results remembered (with their cases)
 PERSIST_EVERY = 10.0       # seconds between saves of a shrink's best case so far
 SWEEP_EVERY = 50           # cases between sweeps of the job's working case files
 STATS_EVERY = 5.0          # seconds between pushes of a job's counters to a shared store
+FINDING_LINES = 100        # findings written per kind and job (all are counted)
 
 
 class _Stop(BaseException):
@@ -295,15 +296,18 @@ class Job:
                 self.stats.ratio_hist[ratio_bucket(float(r))] += 1
 
     def _take_findings(self) -> None:
-        """Non-failing observations of a ggml target go to findings/job-N.jsonl."""
+        """Non-failing observations of a ggml target are counted; the first
+        FINDING_LINES of each kind go to findings/job-N.jsonl (one JSON object a line)."""
         if not self.runner.findings:
             return
         path = self.cfg.out / "findings" / f"job-{self.job}.jsonl"
         path.parent.mkdir(parents=True, exist_ok=True)
         with open(path, "a") as f:
             for item in self.runner.findings:
-                f.write(json.dumps(item, sort_keys=True) + "\n")
-                self.kept_findings.update(p for p in (item.get("case"), item.get("sub_case")) if p)
+                self.stats.findings[item["kind"]] += 1
+                if self.stats.findings[item["kind"]] <= FINDING_LINES:
+                    f.write(json.dumps(item, sort_keys=True) + "\n")
+                    self.kept_findings.update(p for p in (item.get("case"), item.get("sub_case")) if p)
         self.runner.findings.clear()
 
     def _sweep(self) -> None:

@@ -114,7 +114,7 @@ def write_report(cfg: CampaignConfig, target, total: dict, *, elapsed: float, ho
     records = store.records()
     report = build_report(cfg, target.label() if hasattr(target, "label") else str(target), total, records,
                           elapsed=elapsed, how_stopped=how_stopped)
-    report["findings"] = _finding_counts(cfg.out)
+    report["findings"] = dict(total["findings"])
     if campaigns is not None:
         report["campaigns"] = campaigns
     paths = {"json": cfg.out / "report.json", "md": cfg.out / "report.md", "png": cfg.out / "report.png"}
@@ -123,18 +123,6 @@ def write_report(cfg: CampaignConfig, target, total: dict, *, elapsed: float, ho
     plot(paths["png"], report)
     report["paths"] = {k: str(v) for k, v in paths.items()}
     return report
-
-
-def _finding_counts(out: Path) -> dict:
-    counts: dict[str, int] = {}
-    for path in sorted((out / "findings").glob("job-*.jsonl")):
-        for line in path.read_text().splitlines():
-            try:
-                kind = json.loads(line)["kind"]
-            except (ValueError, KeyError):
-                continue  # a line cut by a kill
-            counts[kind] = counts.get(kind, 0) + 1
-    return counts
 
 
 def _when(f: dict) -> str:

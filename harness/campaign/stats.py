@@ -18,7 +18,7 @@ from pathlib import Path
 # error/bound ratio histogram edges: [0], (0, 1e-6], ... (0.1, 1], > 1 (a bound violation)
 RATIO_EDGES = [0.0, 1e-6, 1e-5, 1e-4, 1e-3, 1e-2, 1e-1, 1.0, float("inf")]
 BOUND_BIN = RATIO_EDGES.index(1.0)  # the last bin within the bound
-COUNTERS = ("ops", "token_buckets", "threads", "isas", "coverage", "sightings")
+COUNTERS = ("ops", "token_buckets", "threads", "isas", "coverage", "sightings", "findings")
 MINUTE_FIELDS = ("cases", "replays", "shrink_steps", "failing_cases", "new_failures")
 SLOT_SECONDS = 10
 
@@ -54,6 +54,7 @@ class JobStats:
     isas: Counter = field(default_factory=Counter)
     coverage: Counter = field(default_factory=Counter)     # "bucket|threads" -> cases
     sightings: Counter = field(default_factory=Counter)    # signature id -> cases that showed it
+    findings: Counter = field(default_factory=Counter)     # a ggml target's non-failing observations, by kind
     found: list[str] = field(default_factory=list)         # signature ids this job saw first
     shrinks: dict = field(default_factory=dict)            # signature id -> {status, steps, seconds}
     replayed: dict = field(default_factory=dict)           # signature id -> "reproduced" / "did not reproduce"
