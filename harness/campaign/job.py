@@ -42,6 +42,7 @@ PERSIST_EVERY = 10.0       # seconds between saves of a shrink's best case so fa
 SWEEP_EVERY = 50           # cases between sweeps of the job's working case files
 STATS_EVERY = 5.0          # seconds between pushes of a job's counters to a shared store
 FINDING_LINES = 100        # findings written per kind and job (all are counted)
+CLAIM_RENEWAL = 20.0       # seconds between renewals of this job's claims
 
 
 class _Stop(BaseException):
@@ -115,6 +116,8 @@ class Job:
         self.kept_findings: set[str] = set()
         self._last_publish = 0.0
         self._last_push = 0.0
+        self._last_renewal = 0.0
+        self.holding: dict[str, Signature] = {}     # claimed here, not minimised yet
         self._evaluations = 0
         self._passing = 0
 
@@ -217,6 +220,7 @@ class Job:
             return Result(hit.failures, hit.case, None, hit.claimed_in_batch, ran=False)
         if self.stopping:
             raise _Stop
+        self._renew_claims()
         try:
             outcomes = self.runner.check(case)
         except HarnessFailure as failure:
@@ -249,6 +253,16 @@ class Job:
             self._classify(result, purpose)
         self.publish()
         return result
+
+    def _renew_claims(self) -> None:
+        """Keep the claims of the signatures this job has yet to finish minimising (on a
+        shared store they expire, so a dead machine's work is taken over)."""
+        now = time.monotonic()
+        if now - self._last_renewal < CLAIM_RENEWAL or not self.holding:
+            return
+        for sig in self.holding.values():
+            self.store.heartbeat(sig)
+        self._last_renewal = now
 
     def _count(self, case, purpose: str, result: Result) -> None:
         from ..strategies import token_count_bucket
@@ -334,6 +348,7 @@ class Job:
                 self.first[sig.id] = (result.case, failure)
                 self._note_first_sighting(sig)
                 self.pending.append(sig)
+                self.holding[sig.id] = sig
                 result.claimed_in_batch = self.batch_no
                 self.persist(sig, result.case, failure, also, minimised=False, status="found; minimising")
                 self.log(f"new failure {sig.label()}")
@@ -419,6 +434,7 @@ class Job:
                 for value in list(self.db.fetch(key)):  # the best so far, to shrink further
                     self.db.move(key, key + b".secondary", value)
                 self.pending.append(sig)
+                self.holding[sig.id] = sig
             self.publish()
 
     def _has_examples(self, sig: Signature) -> bool:
@@ -491,7 +507,6 @@ class Job:
                 return False
             best[:] = [result.case, hit[1], result.failures]
             if time.monotonic() - last_save[0] > PERSIST_EVERY:
-                self.store.heartbeat(sig)
                 self._persist_best(sig, best, minimised=False, status="minimising", t0=t0, steps0=steps0)
                 last_save[0] = time.monotonic()
             return True
@@ -517,6 +532,7 @@ class Job:
             key = signature_key(sig) + b".secondary"
             for value in list(self.db.fetch(key)):
                 self.db.delete(key, value)
+        self.holding.pop(sig.id, None)  # minimised (known for good), or left for whoever sees it next
         self.stats.phase = "explore"
 
     def _persist_best(self, sig, best, *, minimised: bool, status: str, t0: float, steps0: int) -> None:

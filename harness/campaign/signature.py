@@ -147,7 +147,9 @@ def crash_site(tail: str) -> str:
         return what + (" in " + " > ".join(frames) if frames else "")
     for m in _SITE.finditer(tail):
         line_end = tail.find("\n", m.end())
-        message = normalise_message(tail[m.end(): line_end if line_end >= 0 else len(tail)])
+        rest = tail[m.end(): line_end if line_end >= 0 else len(tail)]
+        glued = rest.find(m.group("file"))  # another thread's copy of the same message, glued on
+        message = normalise_message(rest[:glued] if glued > 0 else rest)
         if not message and line_end >= 0:
             # another thread's prefix came first and this thread's message went onto the next line
             nxt = tail.find("\n", line_end + 1)
