@@ -6,7 +6,9 @@ which are made non-inheritable at once, so a debugger or any other child the lib
 cannot hold or write to them; this process's fd 1 and 2 are the log.
 
 Requests: {"case": PATH, "run": i} runs option set i of the case file (cached while the path
-is the same) and answers {"ok": true} with the output array "out", or {"ok": false, "code",
+is the same) and answers {"ok": true, "defects": [...]} with the output array "out" (defects:
+what the binding saw the call do besides its output, e.g. write past its work buffer), or
+{"ok": false, "code",
 "message"} for an error status; {"case": PATH, "extras": true} answers with the target's own
 intermediate arrays (e.g. ggml's Q8_K bytes). A harness bug answers {"error": traceback}.
 Anything the library does to this process (a signal, an exit, a hang) is the parent's to
@@ -42,12 +44,13 @@ def serve(fd_in: int, fd_out: int, spec: dict) -> int:
                 write_message(fd_out, {"ok": True}, binding.extras(case))
                 continue
             options = case.runs[request["run"]]
+            binding.begin_call()
             try:
                 out = case.spec.call(binding, case.arrays, case.act, options)
             except binding.Error as exc:
                 write_message(fd_out, {"ok": False, "code": exc.code, "message": exc.message})
                 continue
-            write_message(fd_out, {"ok": True}, {"out": out})
+            write_message(fd_out, {"ok": True, "defects": list(binding.defects)}, {"out": out})
         except Exception:  # a harness bug, not a kernel failure: report it, keep serving
             cached_path = None
             write_message(fd_out, {"error": traceback.format_exc()})

@@ -71,8 +71,8 @@ def cmd_fuzz(args) -> int:
 
 def cmd_report(args) -> int:
     from .campaign import config as cc
-    from .campaign.fleet import check_redis, merged_report
-    from .campaign.report import console_lines
+    from .campaign.fleet import check_redis
+    from .campaign.report import console_lines, merged_report
 
     if not args.db.startswith("redis://"):
         raise UsageError(f"--db {args.db}: the merged report reads a shared store, redis://HOST[:PORT][/DB]/CAMPAIGN "

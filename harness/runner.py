@@ -14,7 +14,8 @@ from pathlib import Path
 from .build import PROJECT_ROOT
 from .cases import Case, save_case
 from .compare import Outcome, batch_difference, batch_subcase
-from .errors import BatchDivergence, HarnessFailure, KernelCorruption, KernelCrash, KernelExit, KernelHang
+from .errors import (BatchDivergence, HarnessFailure, KernelCorruption, KernelCrash, KernelExit, KernelHang,
+                     MemoryOverrun)
 from .targets import Finding, KernelsTarget, Target
 from .worker import Worker
 
@@ -94,10 +95,10 @@ class Runner:
                 try:
                     header, arrays = self.worker.call({"case": str(path), "run": i}, timeout, case_path=path)
                 except DEATHS as death:
-                    death.set_run(options)
+                    death.set_run(options, self.target.run_label(options))
                     raise
-                outcomes.append(Outcome(options, arrays["out"]) if header["ok"]
-                                else Outcome(options, None, header["code"], header["message"]))
+                outcomes.append(Outcome(options, arrays["out"], defects=tuple(header.get("defects", ())))
+                                if header["ok"] else Outcome(options, None, header["code"], header["message"]))
         except DEATHS as death:
             death.completed = (case, outcomes, extras)
             raise
@@ -119,6 +120,9 @@ class Runner:
                     death.also.append(other)
             raise
         self.stats["cases"] += 1
+        for o in outcomes:
+            if o.defects:
+                raise MemoryOverrun(o.defects[0], case_path=path, detail=case.describe(), options=o.options)
         keep = self.keep_passing
         for finding in self.target.judge(case, outcomes, extras, path):
             keep = self._finding(finding, case, path) or keep
@@ -146,7 +150,7 @@ class Runner:
             sub_path.unlink(missing_ok=True)
             return False
         self.stats["batch_divergent"] += 1
-        message = f"token {token}'s output changes with the batch around it [{case.runs[0].label()}]"
+        message = f"token {token}'s output changes with the batch around it [{self.target.run_label(case.runs[0])}]"
         if self.target.invariance_fails:
             raise BatchDivergence(message, case_path=path, detail=f"{case.describe()}\n{diff}\n"
                                   f"one-token sub-case saved at: {sub_path}", options=case.runs[0])
@@ -168,7 +172,7 @@ class Runner:
                               "describe": case.describe(),
                               "expert_token_counts": case.expert_token_counts().tolist(),
                               "threads": sorted({r.n_threads for r in case.runs}),
-                              "run": finding.options.label() if finding.options is not None else "",
+                              "run": self.target.run_label(finding.options) if finding.options is not None else "",
                               "ratio": finding.ratio,
                               "case": str(path) if keep else "", "sub_case": str(sub_path) if sub_path and keep else "",
                               "detail": detail[:3000] if keep else detail.splitlines()[0][:300]})

@@ -19,7 +19,9 @@ Each campaign also keeps the records it knows in its own OUT/failures (a mirror:
 record and its repro script, written like the directory store's), so a machine that
 loses the connection still has what it saved, and `sync()` brings every record found
 anywhere into it (a machine that joins late replays them first).
-`iq1m-harness report --db URL --out DIR` writes the merged report.{json,md,png}.
+`iq1m-harness report --db URL --out DIR` writes the merged report.{json,md,png}
+(harness.campaign.report.merged_report). `open_store` and `example_database` choose between
+the directory and the Redis forms for the rest of the campaign.
 """
 from __future__ import annotations
 
@@ -211,26 +213,15 @@ class RedisFailureStore(FailureStore):
         return {k.decode(): json.loads(v) for k, v in self.redis.hgetall(self._k("campaigns")).items()}
 
 
-def merged_report(url: str, out: Path) -> dict:
-    """report.{json,md,png} in `out` for every campaign that used `url`: their counters
-    merged (per-minute rows aligned on the earliest start), every failure once, with who
-    saw it first."""
-    from .config import CampaignConfig
-    from .report import write_report
-    from .stats import JobStats, align, merge
+def open_store(cfg):
+    """Where a campaign's failures live: OUT/failures, or the shared Redis store."""
+    return RedisFailureStore(cfg.out, cfg.db) if cfg.db.startswith("redis://") else FailureStore(cfg.out)
 
-    store = RedisFailureStore(out, url)
-    campaigns = store.campaigns()
-    stats = [JobStats.from_json(raw) for raw in store.all_stats()]
-    starts = [c["start"] for c in campaigns.values()] or [s.campaign_start or s.started for s in stats] or [time.time()]
-    start = min(starts)
-    end = max([s.updated for s in stats] + [start])
-    total = merge(align(stats, start))
-    cfg = CampaignConfig(out=out, minutes=max(end - start, 1.0) / 60.0, jobs=len(stats), target={}, db=url,
-                         grace=max([c.get("grace", 0.0) for c in campaigns.values()] or [0.0]), start=start,
-                         host=", ".join(sorted({c["host"] for c in campaigns.values()})) or "?")
-    labels = sorted({c.get("target_label", "?") for c in campaigns.values()})
-    report = write_report(cfg, ", ".join(labels) or "?", total, elapsed=end - start,
-                          how_stopped=f"merged report of {len(campaigns)} campaign(s) sharing {url}",
-                          campaigns=[dict(c, id=k) for k, c in sorted(campaigns.items(), key=lambda kv: kv[1]["start"])])
-    return report
+
+def example_database(cfg):
+    """Hypothesis's example database: OUT/examples, --db DIR, or the shared Redis one."""
+    from hypothesis.database import DirectoryBasedExampleDatabase
+
+    if cfg.db.startswith("redis://"):
+        return redis_example_database(cfg.db)
+    return DirectoryBasedExampleDatabase(str(Path(cfg.db) if cfg.db else cfg.out / "examples"))

@@ -32,9 +32,9 @@ from pathlib import Path
 from ..cases import atomic_write_bytes
 from ..errors import HarnessFailure, KernelHang, UsageError
 from .config import CampaignConfig
+from .fleet import example_database, open_store
 from .signature import Signature, run_context, signatures_of
 from .stats import JobStats, ratio_bucket
-from .store import FailureStore
 
 BATCH_EXAMPLES = 200       # new cases per Hypothesis run (a new signature ends a run early)
 CACHE_ENTRIES = 128        # failing results remembered (with their cases)
@@ -547,24 +547,6 @@ class Job:
 def campaign_id(cfg: CampaignConfig) -> str:
     """Names a campaign among the fleet's: host, parent pid, start."""
     return f"{cfg.host}:{cfg.parent_pid}:{int(cfg.start)}"
-
-
-def open_store(cfg: CampaignConfig):
-    if cfg.db.startswith("redis://"):
-        from .fleet import RedisFailureStore
-
-        return RedisFailureStore(cfg.out, cfg.db)
-    return FailureStore(cfg.out)
-
-
-def example_database(cfg: CampaignConfig):
-    from hypothesis.database import DirectoryBasedExampleDatabase
-
-    if cfg.db.startswith("redis://"):
-        from .fleet import redis_example_database
-
-        return redis_example_database(cfg.db)
-    return DirectoryBasedExampleDatabase(str(Path(cfg.db) if cfg.db else cfg.out / "examples"))
 
 
 def seed_hypothesis(value: int) -> None:

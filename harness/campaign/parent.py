@@ -50,7 +50,7 @@ def lock_output(out: Path):
 
 def prepare_output(cfg: CampaignConfig) -> None:
     """Working state of an earlier campaign in the same directory goes; its failures stay."""
-    from .job import open_store
+    from .fleet import open_store
 
     shutil.rmtree(cfg.out / "jobs", ignore_errors=True)
     shutil.rmtree(cfg.out / "findings", ignore_errors=True)
@@ -75,7 +75,8 @@ def announce(cfg: CampaignConfig, target) -> None:
     """A shared store learns of this campaign (its merged report lists it)."""
     import json
 
-    from .job import campaign_id, open_store
+    from .fleet import open_store
+    from .job import campaign_id
 
     store = open_store(cfg)
     if hasattr(store, "publish_campaign"):

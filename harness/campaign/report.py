@@ -106,7 +106,7 @@ def build_report(cfg: CampaignConfig, target_label: str, total: dict, records: l
 
 def write_report(cfg: CampaignConfig, target, total: dict, *, elapsed: float, how_stopped: str = "",
                  campaigns: list[dict] | None = None) -> dict:
-    from .job import open_store
+    from .fleet import open_store
 
     store = open_store(cfg)
     if hasattr(store, "sync"):
@@ -320,3 +320,27 @@ def plot(path: Path, r: dict) -> None:
     fig.savefig(buf, format="png", dpi=90)
     plt.close(fig)
     atomic_write_bytes(path, buf.getvalue())
+
+
+def merged_report(url: str, out: Path) -> dict:
+    """report.{json,md,png} in `out` for every campaign that used `url`: their counters
+    merged (per-minute rows aligned on the earliest start), every failure once, with who
+    saw it first."""
+    from .fleet import RedisFailureStore
+    from .stats import JobStats, align, merge
+
+    store = RedisFailureStore(out, url)
+    campaigns = store.campaigns()
+    stats = [JobStats.from_json(raw) for raw in store.all_stats()]
+    starts = [c["start"] for c in campaigns.values()] or [s.campaign_start or s.started for s in stats] or [time.time()]
+    start = min(starts)
+    end = max([s.updated for s in stats] + [start])
+    total = merge(align(stats, start))
+    cfg = CampaignConfig(out=out, minutes=max(end - start, 1.0) / 60.0, jobs=len(stats), target={}, db=url,
+                         grace=max([c.get("grace", 0.0) for c in campaigns.values()] or [0.0]), start=start,
+                         host=", ".join(sorted({c["host"] for c in campaigns.values()})) or "?")
+    labels = sorted({c.get("target_label", "?") for c in campaigns.values()})
+    report = write_report(cfg, ", ".join(labels) or "?", total, elapsed=end - start,
+                          how_stopped=f"merged report of {len(campaigns)} campaign(s) sharing {url}",
+                          campaigns=[dict(c, id=k) for k, c in sorted(campaigns.items(), key=lambda kv: kv[1]["start"])])
+    return report

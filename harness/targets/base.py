@@ -46,6 +46,11 @@ class Target:
     def label(self) -> str:
         return self.name
 
+    RUN_KNOBS: ClassVar[tuple[str, ...] | None] = None  # the KernelOptions fields this target varies
+
+    def run_label(self, options) -> str:
+        return options.label(self.RUN_KNOBS)
+
     @property
     def slug(self) -> str:
         """A short name for file and folder names."""

@@ -48,6 +48,7 @@ def _ptr(a: np.ndarray | None):
 
 class Library:
     Error = LibraryError
+    defects: tuple[str, ...] = ()
 
     def __init__(self, path: str):
         self.path = str(path)
@@ -95,6 +96,9 @@ class Library:
         direct, repacked = _i64(), _i64()
         fn(ctypes.byref(direct), ctypes.byref(repacked))
         return direct.value, repacked.value
+
+    def begin_call(self) -> None:
+        """Nothing to reset: this binding sees no defects beside the outputs."""
 
     def extras(self, case) -> dict[str, np.ndarray]:
         """Nothing besides the outputs: the kernels are judged against the reference alone."""

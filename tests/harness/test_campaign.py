@@ -230,22 +230,3 @@ def test_two_bugs_in_one_build_are_distinct_minimised_failures_in_several_ops(tm
     rows = report["per_slot"]
     grown = [row["start_s"] for row in rows if row["start_s"] > first + 30 and row["cases"]]
     assert grown, rows
-
-
-IK = os.environ.get("IQ1M_IK_LIB_DIR", "")
-
-
-@pytest.mark.skipif(not IK, reason="set IQ1M_IK_LIB_DIR to an ik_llama.cpp build (cc51044e7) with its two aborts")
-def test_ik_llama_cpp_two_aborts_in_moe_up_gate_are_two_minimised_failures(tmp_path):
-    out = tmp_path / "campaign"
-    proc = _run(FUZZ + ["--target", "ggml", "--ggml-lib-dir", IK, "--ops", "moe_up_gate", "--minutes", "1.5",
-                        "--jobs", "2", "--seed", "1", "--out", str(out)])
-    assert proc.returncode == 1, proc.stderr[-3000:]
-    sigs = {f["signature"]: f for f in _report(out)["failures"]}
-    a = sigs.get("SIGABRT: ggml.c:15254: fatal error")
-    b = sigs.get("SIGABRT: iqk_mul_mat.cpp:740: GGML_ASSERT(Nx%num_rows == 0) failed")
-    assert a and b, list(sigs)
-    assert a["minimised"] and b["minimised"]
-    assert load_case(a["case"]).expert_token_counts().tolist() == [1]
-    small = load_case(b["case"])
-    assert small.rows % 8 and small.expert_token_counts().tolist() == [32]
