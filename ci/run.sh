@@ -24,6 +24,22 @@ python -m pip install -e '.[test]' && python -m pytest
 stage "self-tests: fault-injected builds, isolation, campaigns (pytest -m slow)"
 python -m pytest -m slow
 
+stage "fleet: two campaigns on one Redis campaign name at once, then the merged report"
+fleet_port=$(python -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+redis-server --port "$fleet_port" --bind 127.0.0.1 --save '' --appendonly no --daemonize yes
+fleet="redis://127.0.0.1:$fleet_port/ci"
+fuzz_found() { "$@" || [ $? -eq 1 ]; }  # exit 1: failures found, as planted
+fuzz_found iq1m-harness fuzz --minutes 0.5 --jobs 1 --ops mul_mat --variant fault:small_expert_segv \
+    --db "$fleet" --out .iq1m/fleet-a &
+fleet_a=$!
+fuzz_found iq1m-harness fuzz --minutes 0.5 --jobs 1 --ops mul_mat --variant fault:drop_tail_rows \
+    --db "$fleet" --out .iq1m/fleet-b
+wait "$fleet_a"
+iq1m-harness report --db "$fleet" --out .iq1m/fleet
+python -c 'import json; r = json.load(open(".iq1m/fleet/report.json")); \
+assert sorted(f["kind"] for f in r["failures"]) == ["crash", "mismatch"], r["failures"]'
+redis-cli -p "$fleet_port" shutdown nosave || true
+
 stage "property suite on the address+undefined sanitizer build"
 python -m pytest -q harness/suite --iq1m-variant asan
 

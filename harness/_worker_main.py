@@ -56,7 +56,21 @@ def serve(fd_in: int, fd_out: int, spec: dict) -> int:
             write_message(fd_out, {"error": traceback.format_exc()})
 
 
+def die_with_parent() -> None:
+    """SIGKILL this process when the one that started it dies, even by SIGKILL (Linux's
+    PR_SET_PDEATHSIG): a worker spinning in a hung kernel never outlives its parent. (A
+    parent gone before this line closed the request pipe: the worker then exits on EOF.)"""
+    try:
+        import ctypes
+        import signal
+
+        ctypes.CDLL(None).prctl(1, signal.SIGKILL, 0, 0, 0)  # PR_SET_PDEATHSIG = 1
+    except (OSError, AttributeError):
+        pass
+
+
 def main() -> int:
+    die_with_parent()
     p = argparse.ArgumentParser(prog="python -m harness._worker_main")
     p.add_argument("--fds", required=True, help="IN,OUT: the protocol's pipe descriptors")
     p.add_argument("--target", required=True, help="JSON spec of the target (harness.targets)")

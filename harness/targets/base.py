@@ -29,6 +29,10 @@ class Target:
     bit_exact: ClassVar[bool]
     # routing tables the target's strategies draw (harness.strategies.routing_tables styles)
     routing: ClassVar[str] = "any"
+    # the most threads one run may ask for (ggml mainline's GGML_MAX_N_THREADS)
+    max_threads: ClassVar[int] = 512
+    # SIMD levels a run can select (empty: the build fixes it)
+    isa_names: ClassVar[tuple[str, ...]] = ()
 
     def __init__(self, *, strict: bool = False):
         self.strict = strict
