@@ -192,6 +192,26 @@ def q8k_difference(x: np.ndarray, q8k: np.ndarray) -> str | None:
             f"{int((ours.qs[t, b] != theirs.qs[t, b]).sum())} of 256 qs differ")
 
 
+def q8k_invalid(x: np.ndarray, q8k: np.ndarray) -> str | None:
+    """None when every Q8_K block of the target is one a correct quantizer can write; else a
+    one-line description. Whatever the rounding rule or sign convention, the quants lie in
+    [-127, 127] (the scale maps the largest magnitude to 127) and each bsum is the sum of
+    its 16 quants."""
+    if x.size == 0:
+        return None
+    q = reference.q8k_from_bytes(q8k)
+    sums = q.qs.astype(np.int32).reshape(q.qs.shape[:-1] + (16, 16)).sum(axis=-1)
+    bad = (q.qs == -128).any(axis=-1) | (sums != q.bsums).any(axis=-1)
+    if not bad.any():
+        return None
+    t, b = (int(i) for i in np.argwhere(bad)[0])
+    xb = x[t, b * 256:(b + 1) * 256]
+    return (f"the target's Q8_K quantizer wrote {int(bad.sum())} of {bad.size} blocks no correct quantizer writes; "
+            f"first (token {t}, block {b}, max |x| {float(np.abs(xb).max()):.3g}): d {float(q.d[t, b]):.3g}, "
+            f"{int((q.qs[t, b] == -128).sum())} quants of -128, bsums {q.bsums[t, b][:4].tolist()}... "
+            f"vs sums of the quants {sums[t, b][:4].tolist()}...")
+
+
 def _outside_model(bound: np.ndarray, canon: np.ndarray) -> np.ndarray:
     """Elements the bound does not cover: no finite bound, or a non-finite canonical result
     (inf/nan super-scales, or an intermediate that overflows float32)."""

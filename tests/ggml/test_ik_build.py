@@ -343,3 +343,21 @@ def test_q8k_quants_differ_from_mainline_quantizer(ik_lib_dir):
     ik = reference.q8k_from_bytes(np.frombuffer(bytes.fromhex(found["bytes"]), np.uint8).reshape(1, 1, 292))
     ours = reference.quantize_q8k(x)
     assert ik.d[0, 0] > 0 > ours.d[0, 0] and np.array_equal(ik.qs, -ours.qs)
+
+
+def test_tiny_activations_are_quantized_to_minus_128(ik_lib_dir, ik_runner):
+    """A row whose largest magnitude is below about 3e-37: 127/amax overflows, every quant
+    becomes -128 (the sign of the positive values lost) with bsums and sum left at 0.
+    Called directly; the harness reports it as the quantizer's, before judging the GEMM."""
+    x = (np.linspace(-1, 1, 256) * 1e-38).astype(np.float32)
+    found = _snippet(ik_lib_dir, f"""
+        x = np.frombuffer(bytes.fromhex({x.tobytes().hex()!r}), np.float32)
+        out = np.zeros(296, np.uint8)
+        lib.quantize_row_q8_K(x.ctypes.data_as(P), out.ctypes.data_as(P), ctypes.c_int64(256))
+        print(json.dumps({{"qs": out[8:264].view(np.int8).tolist(), "bsums": out[264:].view(np.int16).tolist()}}))
+    """)
+    assert set(found["qs"]) == {-128} and set(found["bsums"]) == {0}
+    case = hs.pinned_moe_case("mul_mat_id", [3], ["auto"], rows=8, k=256, top_k=1)
+    case.arrays["x"] = np.tile(x, (3, 1))
+    with pytest.raises(Mismatch, match="Q8_K quantizer wrote 3 of 3 blocks"):
+        ik_runner.check(case)
