@@ -38,7 +38,8 @@ class Runner:
         runs_root = runs_dir()
         self.work_dir = Path(work_dir or runs_root / f"{self.target.slug}-{os.getpid()}")
         self.case_dir = self.work_dir / "cases"
-        self.worker = Worker(spec, self.work_dir / "logs", env=self.target.worker_env())
+        self.worker = Worker(spec, self.work_dir / "logs", env=self.target.worker_env(),
+                             load_hint=self.target.load_hint)
         self.hello = self.worker.start()
         self.fixed_timeout = timeout
         self.keep_passing = keep_passing

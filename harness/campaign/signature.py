@@ -227,6 +227,7 @@ def run_context(case, options) -> str:
     threshold=32; direct: 1 expert(s) (1-31), repacked: 1 expert(s) (34+)'. Descriptive
     only (not part of the key)."""
     from ..strategies import token_count_bucket
+    from ..targets import from_dict
 
     if case is None:
         return ""
@@ -235,8 +236,9 @@ def run_context(case, options) -> str:
         options = case.runs[0] if case.runs else None
     if options is None:
         return ""
-    if case.target.get("name", "kernels") != "kernels":  # the threshold is an option of our kernels only
-        return f"threads={options.n_threads}{'' if options.fused else ' unfused'}; tokens per expert " + \
+    target = from_dict(case.target)
+    if not target.varies("repack_threshold"):  # the threshold is an option of our kernels only
+        return f"{target.run_label(options)}; tokens per expert " + \
             ", ".join(f"{c} ({token_count_bucket(c)})" for c in counts)
     thr = options.repack_threshold
     paths: dict[str, list[str]] = {}

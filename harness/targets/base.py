@@ -47,9 +47,14 @@ class Target:
         return self.name
 
     RUN_KNOBS: ClassVar[tuple[str, ...] | None] = None  # the KernelOptions fields this target varies
+    load_hint: ClassVar[str] = "check the library"    # what to do when the worker cannot load it
 
     def run_label(self, options) -> str:
         return options.label(self.RUN_KNOBS)
+
+    def varies(self, knob: str) -> bool:
+        """Whether this target's runs vary that KernelOptions field (ggml: threads, fusion)."""
+        return self.RUN_KNOBS is None or knob in self.RUN_KNOBS
 
     @property
     def slug(self) -> str:

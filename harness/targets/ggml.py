@@ -129,6 +129,7 @@ class GgmlTarget(Target):
     bit_exact = False
     routing = "mixed"  # what real routers emit, mostly; unused/repeated slots as a labelled class
     RUN_KNOBS = ("n_threads", "fused")
+    load_hint = "check --ggml-lib-dir (a directory with your build's libggml*.so) or reinstall llama-cpp-python"
 
     def __init__(self, lib_dir: str = "", env: dict[str, str] | None = None, *, strict: bool = False):
         super().__init__(strict=strict)

@@ -44,6 +44,7 @@ class KernelsTarget(Target):
     name = "kernels"
     bit_exact = True
     routing = "any"  # unused slots and repeated experts are part of the library's contract
+    load_hint = "rebuild it with 'iq1m-harness build --rebuild'"
     max_threads = 1024  # IQ1M_MAX_THREADS in kernels/src/threadpool.h
     isa_names = tuple(n for n in ISA_NAMES if n != "auto")
 
