@@ -146,7 +146,7 @@ def console_lines(report: dict, out: Path) -> list[str]:
     """What the console prints at the end: the same failures as report.md."""
     lines = [f"report: {report['paths']['md']}"]
     if report.get("findings"):
-        lines.append("findings (not failures; --strict-invariance makes invariance findings fail): "
+        lines.append("findings (not failures; --strict makes them fail): "
                      + ", ".join(f"{k} x{n}" for k, n in sorted(report["findings"].items()))
                      + f"; details: {out / 'findings'}")
     fails = report["failures"]

@@ -39,11 +39,11 @@ def test_repro_replays_the_case_target(ggml_runner, ggml_lib_dir, tmp_path):
     assert saved.target == {"name": "ggml", "lib_dir": ggml_lib_dir, "env": {}}
     plain = _cli("repro", str(tmp_path / "case.npz"), "--trust-case-target")
     assert plain.returncode == 0 and "target=ggml" in plain.stdout, plain.stdout + plain.stderr
-    strict = _cli("repro", str(tmp_path / "case.npz"), "--strict-invariance", "--trust-case-target")
+    strict = _cli("repro", str(tmp_path / "case.npz"), "--strict", "--trust-case-target")
     assert strict.returncode == 1 and "batch-divergence" in strict.stdout, strict.stdout + strict.stderr
     saved.target = dict(saved.target, env={"GGML_CPU_TILED_MM": "0"})  # recorded env is replayed
     save_case(saved, tmp_path / "untiled.npz")
-    untiled = _cli("repro", str(tmp_path / "untiled.npz"), "--strict-invariance", "--trust-case-target")
+    untiled = _cli("repro", str(tmp_path / "untiled.npz"), "--strict", "--trust-case-target")
     assert untiled.returncode == 0, untiled.stdout + untiled.stderr
 
 
