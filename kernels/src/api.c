@@ -1,8 +1,6 @@
 /* api.c: the public entry points. Every argument is validated here (a code plus a message in
- * a thread-local buffer, never an abort); the work itself is in ops.c and friends. */
-#include <math.h>
-#include <stdarg.h>
-#include <stdio.h>
+ * the thread-local buffer of error.c, never an abort); the work itself is in ops.c and
+ * friends. */
 #include <string.h>
 
 #include "act.h"
@@ -29,18 +27,7 @@
 #define DIRECT_KERNEL_FLAG "1"
 #endif
 
-static _Thread_local char g_err[512];
 static _Thread_local int64_t g_path_rows[2]; /* direct, repacked: the last op's */
-
-int iq1m_fail(int code, const char *fmt, ...) {
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(g_err, sizeof g_err, fmt, ap);
-    va_end(ap);
-    return code;
-}
-
-void iq1m_clear_error(void) { g_err[0] = '\0'; }
 
 API void iq1m_default_options(iq1m_options *opt) {
     if (!opt) return;
@@ -65,7 +52,7 @@ API const char *iq1m_isa_name(int32_t isa) {
     }
 }
 
-API const char *iq1m_last_error(void) { return g_err; }
+API const char *iq1m_last_error(void) { return iq1m_error_message(); }
 
 API void iq1m_last_path_rows(int64_t *direct_rows, int64_t *repacked_rows) {
     if (direct_rows) *direct_rows = g_path_rows[0];
