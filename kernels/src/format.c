@@ -45,7 +45,7 @@ uint16_t iq1m_scales_d_bits(const uint8_t *scales) {
 
 void iq1m_block_weights(const uint8_t *blk, int8_t w[IQ1M_QK_K]) {
     for (int g = 0; g < 32; ++g) {
-        const int8_t *gv = iq1m_grid_i8[iq1m_block_group_index(blk, g)];
+        const int8_t *gv = iq1m_grid_values(iq1m_block_group_index(blk, g));
         int sign = iq1m_block_group_sign(blk, g);
         for (int i = 0; i < 8; ++i) w[8 * g + i] = (int8_t)(8 * gv[i] + sign);
     }
@@ -74,7 +74,7 @@ int32_t iq1m_block_dot_int(const uint8_t *blk, const iq1m_block_q8K *y) {
         int32_t sj = 0;
         for (int h = 0; h < 2; ++h) {
             int g = 2 * j + h;
-            const int8_t *gv = iq1m_grid_i8[iq1m_block_group_index(blk, g)];
+            const int8_t *gv = iq1m_grid_values(iq1m_block_group_index(blk, g));
             int sign = iq1m_block_group_sign(blk, g);
             const int8_t *q = y->qs + 8 * g;
             for (int i = 0; i < 8; ++i) sj += (int32_t)q[i] * (8 * gv[i] + sign);

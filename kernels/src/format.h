@@ -22,10 +22,13 @@ typedef struct {
 _Static_assert(sizeof(iq1m_block_iq1_m) == IQ1M_BLOCK_BYTES, "IQ1_M block is 56 bytes");
 _Static_assert(sizeof(iq1m_block_q8K) == IQ1M_Q8K_BLOCK_BYTES, "Q8_K block is 292 bytes");
 
-/* iq1s_grid: entry i holds 8 values in {-1, 0, +1}; generated into grid.c. */
-extern const int8_t iq1m_grid_i8[IQ1M_GRID_SIZE][8];
-/* The same bytes as little-endian uint64 words (ggml's iq1s_grid layout). */
+/* iq1s_grid (generated into grid.c): entry i holds 8 values in {-1, 0, +1} as the bytes of
+ * a little-endian uint64 word (ggml's iq1s_grid layout): value k is byte k. */
 extern const uint64_t iq1m_grid_u64[IQ1M_GRID_SIZE];
+/* The 8 values of entry i as int8 (a character-type view of the word, no copy). */
+static inline const int8_t *iq1m_grid_values(int i) {
+    return (const int8_t *)(const void *)&iq1m_grid_u64[i];
+}
 
 /* Exact IEEE binary16 -> binary32 (subnormals, inf, nan payload kept), no F16C. */
 float iq1m_fp16_to_f32(uint16_t h);

@@ -17,7 +17,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "format.h" /* iq1m_grid_i8 */
+#include "format.h" /* iq1m_grid_values */
 #include "q8k.h"    /* iq1m_q8k_quantize, the quantizer's definition */
 #include "ukernel.h"
 
@@ -64,7 +64,7 @@ static int ref_w(const uint8_t *blk, int i) {
     const int g = i / 8;
     const unsigned nib = (unsigned)(blk[32 + g / 2] >> (4 * (g % 2))) & 15u;
     const int idx = (int)(blk[g] | ((nib & 7u) << 8));
-    return 8 * iq1m_grid_i8[idx][i % 8] + ((nib & 8u) ? -1 : 1);
+    return 8 * iq1m_grid_values(idx)[i % 8] + ((nib & 8u) ? -1 : 1);
 }
 static int32_t ref_S(const uint8_t *blk, const iq1m_block_q8K *y) {
     int32_t S = 0;
@@ -342,7 +342,7 @@ int main(int argc, char **argv) {
     int best = -1;
     for (int i = 0; i < IQ1M_GRID_SIZE; ++i) {
         int n = 0;
-        for (int k = 0; k < 8; ++k) n += iq1m_grid_i8[i][k] == 1;
+        for (int k = 0; k < 8; ++k) n += iq1m_grid_values(i)[k] == 1;
         if (n > best) best = n, g_idx_plus = i;
     }
 
