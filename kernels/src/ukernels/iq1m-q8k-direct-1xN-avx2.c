@@ -10,35 +10,15 @@
  * acc = acc + (dw*dy)*(float)S_b, out = 0.125f*acc (separate mul/add, no FMA).
  */
 #include <immintrin.h>
-#include <pthread.h>
 #include <stdint.h>
 #include <string.h>
 
 #include "../format.h"
+#include "../u8grid.h"
 #include "../ukernel.h"
 #include "iq1m-g2-unpack-avx2.h"
 
 #define IQ1M_INLINE static inline __attribute__((always_inline))
-
-/* The grid with the delta sign folded in, shared with the AVX-512 direct kernels: entry
- * (sign << 11 | index) holds the 8 bytes w + 9 = 8*(g+1) + 2 (sign bit clear) or 8*(g+1)
- * (set).  Built on first use from inside a kernel (pthread_once), never at load time: this
- * file is compiled with AVX2 flags and must not run on a CPU without them. */
-uint64_t iq1m_u8grid[2 * IQ1M_GRID_SIZE] __attribute__((aligned(64)));
-static pthread_once_t iq1m_u8grid_once = PTHREAD_ONCE_INIT;
-static void iq1m_u8grid_build(void) {
-    for (int sg = 0; sg < 2; ++sg)
-        for (int i = 0; i < IQ1M_GRID_SIZE; ++i) {
-            uint64_t v = 0;
-            for (int k = 0; k < 8; ++k) {
-                const int g = (int)(int8_t)(iq1m_grid_u64[i] >> (8 * k));
-                v |= (uint64_t)(uint8_t)(8 * (g + 1) + (sg ? 0 : 2)) << (8 * k);
-            }
-            iq1m_u8grid[(sg << 11) | i] = v;
-        }
-}
-void iq1m_u8grid_init(void);
-void iq1m_u8grid_init(void) { pthread_once(&iq1m_u8grid_once, iq1m_u8grid_build); }
 
 typedef struct {
     __m256i w[8];  /* u8 w+9 of weights 32t..32t+31 (sub-blocks 2t, 2t+1) */
@@ -160,7 +140,6 @@ IQ1M_INLINE __m256i iq1m_reduce8(const __m256i *y) {
 IQ1M_INLINE void iq1m_direct256(int64_t nb, const uint8_t *w_row,
                                 const iq1m_block_q8K *const *cols, float *out,
                                 int64_t out_stride, const int NC, const int G2) {
-    if (!G2) iq1m_u8grid_init();
     const iq1m_block_q8K *cp[IQ1M_MAX_NC];
 #pragma GCC unroll 8
     for (int c = 0; c < NC; ++c) cp[c] = cols[c];

@@ -17,15 +17,11 @@
 #include <stdint.h>
 
 #include "../format.h"
+#include "../u8grid.h"
 #include "../ukernel.h"
 #include "iq1m-g2-unpack-avx2.h"
 
 #define IQ1M_INLINE static inline __attribute__((always_inline))
-
-/* grid with the delta sign folded in: entry (sign << 11 | index) holds the 8 bytes w + 9;
-   defined and built on first use (pthread_once) in iq1m-q8k-direct-1xN-avx2.c */
-extern uint64_t iq1m_u8grid[2 * IQ1M_GRID_SIZE];
-void iq1m_u8grid_init(void);
 
 typedef struct {
     __m256i w[8]; /* u8 w+9 of weights 32t..32t+31 (sub-blocks 2t, 2t+1) */
@@ -189,7 +185,6 @@ IQ1M_INLINE void iq1m_decode_any(const uint8_t *w_row, int64_t b, iq1m_decv *D, 
 IQ1M_INLINE void iq1m_direct(int64_t nb, const uint8_t *w_row,
                              const iq1m_block_q8K *const *cols, float *out,
                              int64_t out_stride, const int NC, const int G2) {
-    if (!G2) iq1m_u8grid_init();
     const iq1m_block_q8K *cp[IQ1M_MAX_NC];
 #pragma GCC unroll 8
     for (int c = 0; c < NC; ++c) cp[c] = cols[c];
