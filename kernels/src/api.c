@@ -156,8 +156,9 @@ API int iq1m_prepack(const void *w, int64_t n_rows, int64_t k, void *out) {
     if (n_rows == 0) return IQ1M_OK;
     if (!w || !out) return iq1m_fail(IQ1M_ERR_NULL, "%s is NULL", !w ? "w" : "out");
     const uint8_t *src = w;
-    iq1m_block_g2 *dst = out;
-    for (int64_t i = 0; i < n_rows * nb; ++i) iq1m_block_to_g2(src + i * IQ1M_BLOCK_BYTES, dst + i);
+    iq1m_block_prepacked *dst = out;
+    for (int64_t i = 0; i < n_rows * nb; ++i)
+        iq1m_block_to_prepacked(src + i * IQ1M_BLOCK_BYTES, dst + i);
     return IQ1M_OK;
 }
 

@@ -97,16 +97,17 @@ typedef struct {
     uint8_t plus[4];    /* bit g % 8 of byte g / 8: group g's delta sign is + (IQ1_M bit clear) */
     uint8_t scales[8];  /* the IQ1_M scales field, unchanged */
     uint8_t zero[4];    /* always 0 (keeps blocks 16-byte aligned) */
-} iq1m_block_g2;
-_Static_assert(sizeof(iq1m_block_g2) == IQ1M_PREPACKED_BLOCK_BYTES, "prepacked block is 80 bytes");
+} iq1m_block_prepacked;
+_Static_assert(sizeof(iq1m_block_prepacked) == IQ1M_PREPACKED_BLOCK_BYTES,
+               "prepacked block is 80 bytes");
 
 /* One 56-byte IQ1_M block -> its prepacked form. */
-void iq1m_block_to_g2(const uint8_t *blk, iq1m_block_g2 *out);
+void iq1m_block_to_prepacked(const uint8_t *blk, iq1m_block_prepacked *out);
 /* The 256 weight integers w = 8*grid + sign of one prepacked block (as iq1m_block_weights). */
-void iq1m_g2_weights(const iq1m_block_g2 *b, int8_t w[IQ1M_QK_K]);
+void iq1m_prepacked_weights(const iq1m_block_prepacked *b, int8_t w[IQ1M_QK_K]);
 /* Exact S_b of one prepacked block with one Q8_K block (equal to iq1m_block_dot_int). */
-int32_t iq1m_g2_dot_int(const iq1m_block_g2 *b, const iq1m_block_q8K *y);
+int32_t iq1m_prepacked_dot_int(const iq1m_block_prepacked *b, const iq1m_block_q8K *y);
 /* iq1m_vec_dot_scalar over a row of prepacked blocks. */
-float iq1m_vec_dot_g2_scalar(int64_t nb, const uint8_t *w_row, const iq1m_block_q8K *y);
+float iq1m_vec_dot_prepacked_scalar(int64_t nb, const uint8_t *w_row, const iq1m_block_q8K *y);
 
 #endif /* IQ1M_FORMAT_H */

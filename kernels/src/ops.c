@@ -47,7 +47,7 @@ typedef struct {
     int32_t act;
     int n_mats;    /* 1 = plain GEMM, 2 = fused up (0) and gate (1) */
     int fused_op;  /* 1 when called for the fused moe_up_gate */
-    int prepacked; /* weights are iq1m_block_g2 rows */
+    int prepacked; /* weights are iq1m_block_prepacked rows */
     const uint8_t *w[2];
     int64_t nb, rows, n_experts, expert_bytes, block_panels;
     const int64_t *off; /* [n_experts + 1] into cols */
@@ -213,7 +213,7 @@ static int run_chunk(gemm_task *t, const iq1m_chunk *c, const iq1m_chunk *next,
         for (int m = 0; m < t->n_mats; ++m)
             for (int64_t p = 0; p < np; ++p) {
                 int64_t left = nr - p * IQ1M_PACK_ROWS;
-                (t->prepacked ? t->k->repack_g2 : t->k->repack)(
+                (t->prepacked ? t->k->repack_prepacked : t->k->repack)(
                     we[m], nb, rb + p * IQ1M_PACK_ROWS,
                     left < IQ1M_PACK_ROWS ? (int)left : IQ1M_PACK_ROWS, ts->panels[m] + p * nb);
             }

@@ -11,7 +11,7 @@ typedef struct {
     int n_threads;
     int32_t threshold;
     int32_t fused;
-    int32_t prepacked; /* weights are iq1m_block_g2 rows (80-byte blocks) */
+    int32_t prepacked; /* weights are iq1m_block_prepacked rows (80-byte blocks) */
 } iq1m_op_config;
 
 /* ids == NULL: plain mul_mat (n_experts = 1, top_k = 1, out [n_tokens][rows]).

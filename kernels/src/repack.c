@@ -59,9 +59,9 @@ void iq1m_repack_panel(const uint8_t *w, int64_t nb, int64_t r0, int n_rows,
     }
 }
 
-void iq1m_repack_panel_g2(const uint8_t *w, int64_t nb, int64_t r0, int n_rows,
-                          iq1m_packed_block *out) {
-    const iq1m_block_g2 *blocks = (const iq1m_block_g2 *)(const void *)w;
+void iq1m_repack_panel_prepacked(const uint8_t *w, int64_t nb, int64_t r0, int n_rows,
+                                 iq1m_packed_block *out) {
+    const iq1m_block_prepacked *blocks = (const iq1m_block_prepacked *)(const void *)w;
     int8_t wv[IQ1M_QK_K];
     for (int64_t b = 0; b < nb; ++b) {
         iq1m_packed_block *p = out + b;
@@ -70,9 +70,9 @@ void iq1m_repack_panel_g2(const uint8_t *w, int64_t nb, int64_t r0, int n_rows,
                 pad_row(p, r);
                 continue;
             }
-            const iq1m_block_g2 *blk = blocks + (r0 + r) * nb + b;
+            const iq1m_block_prepacked *blk = blocks + (r0 + r) * nb + b;
             scale_row(p, r, blk->scales);
-            iq1m_g2_weights(blk, wv);
+            iq1m_prepacked_weights(blk, wv);
             for (int k = 0; k < IQ1M_QK_K; ++k) p->q[k / 4][r][k % 4] = (uint8_t)(wv[k] + 9);
         }
     }

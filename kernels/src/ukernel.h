@@ -45,9 +45,9 @@ typedef struct {
     iq1m_packed_ukernel_fn packed[IQ1M_MAX_NC + 1];
     iq1m_repack_fn repack;                           /* NULL = the scalar repack */
     iq1m_quantize_fn quantize;                       /* NULL = the scalar quantizer */
-    /* the same for rows of prepacked blocks (iq1m_block_g2, row stride nb*80 bytes) */
-    iq1m_direct_ukernel_fn direct_g2[IQ1M_MAX_NC + 1];
-    iq1m_repack_fn repack_g2;                        /* NULL = the scalar repack */
+    /* the same for rows of prepacked blocks (iq1m_block_prepacked, row stride nb*80 bytes) */
+    iq1m_direct_ukernel_fn direct_prepacked[IQ1M_MAX_NC + 1];
+    iq1m_repack_fn repack_prepacked;                        /* NULL = the scalar repack */
 } iq1m_ukernel_table;
 
 extern const iq1m_ukernel_table iq1m_ukernels_scalar;

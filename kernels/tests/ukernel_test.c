@@ -4,7 +4,7 @@
  * both delta signs, every grid index, fp16 super-scales zero/subnormal/negative/huge/inf/nan,
  * Q8_K scales zero/subnormal/huge/inf/nan, q8 in [-128, 127], nb = 0..28, nc = 1..8,
  * partial panels (1..16 rows, padding as repack.c writes it) and arbitrary out strides.
- * The direct kernels also run on the prepacked form of the same rows (direct_g2 entries);
+ * The direct kernels also run on the prepacked form of the same rows (direct_prepacked entries);
  * every SIMD repack (IQ1_M and prepacked rows) must give ref_repack's panel and write
  * nothing past it, and every SIMD Q8_K quantizer the scalar definition's bytes.
  * It also checks that nothing outside the tile is written.
@@ -204,7 +204,7 @@ typedef struct {
     int available;
     long direct_calls, packed_calls, outputs, failures;
     int direct_nc_done[IQ1M_MAX_NC + 1], packed_nc_done[IQ1M_MAX_NC + 1];
-    int direct_g2_nc_done[IQ1M_MAX_NC + 1];
+    int direct_prepacked_nc_done[IQ1M_MAX_NC + 1];
 } tstate;
 
 static int cpu_has(const char *isa) {
@@ -352,7 +352,7 @@ int main(int argc, char **argv) {
     for (int i = 0; i < 3; ++i) ts[i].available = cpu_has(ts[i].t->name);
 
     enum { MAXNB = 28, R = IQ1M_PACK_ROWS, NCMAX = IQ1M_MAX_NC };
-    uint8_t *rows[R], *rows_g2[R];
+    uint8_t *rows[R], *rows_prepacked[R];
     iq1m_block_q8K *colmem[NCMAX];
     static float want[R][NCMAX];
     static int32_t S[R][NCMAX][MAXNB];
@@ -365,7 +365,7 @@ int main(int argc, char **argv) {
         /* exactly nb blocks per buffer, so a sanitizer build sees any read past the end */
         for (int r = 0; r < R; ++r) {
             rows[r] = malloc((size_t)nb * IQ1M_BLOCK_BYTES);
-            rows_g2[r] = malloc((size_t)nb * IQ1M_PREPACKED_BLOCK_BYTES);
+            rows_prepacked[r] = malloc((size_t)nb * IQ1M_PREPACKED_BLOCK_BYTES);
         }
         for (int c = 0; c < NCMAX; ++c) colmem[c] = malloc((size_t)nb * sizeof(iq1m_block_q8K));
         iq1m_packed_block *panel = aligned_alloc(64, (size_t)nb * sizeof(iq1m_packed_block));
@@ -378,8 +378,8 @@ int main(int argc, char **argv) {
                         const uint32_t m = rndn(16);
                         gen_block(rows[r] + b * IQ1M_BLOCK_BYTES, m < 7 ? 0 : m < 14 ? 1 : 2);
                         dw[r][b] = ref_fp16(ref_dbits(rows[r] + b * IQ1M_BLOCK_BYTES));
-                        iq1m_block_to_g2(rows[r] + b * IQ1M_BLOCK_BYTES,
-                                         (iq1m_block_g2 *)(void *)rows_g2[r] + b);
+                        iq1m_block_to_prepacked(rows[r] + b * IQ1M_BLOCK_BYTES,
+                                         (iq1m_block_prepacked *)(void *)rows_prepacked[r] + b);
                     }
                 const iq1m_block_q8K *cols[NCMAX];
                 int perm[NCMAX];
@@ -415,10 +415,10 @@ int main(int argc, char **argv) {
                                      max_stride, want);
                         t->direct_nc_done[nc] = 1;
                     }
-                    if (t->t->direct_g2[nc]) {
-                        check_direct(t, "direct_g2", t->t->direct_g2[nc], nb, nc, rows_g2, cols,
-                                     out, max_stride, want);
-                        t->direct_g2_nc_done[nc] = 1;
+                    if (t->t->direct_prepacked[nc]) {
+                        check_direct(t, "direct_prepacked", t->t->direct_prepacked[nc], nb, nc,
+                                     rows_prepacked, cols, out, max_stride, want);
+                        t->direct_prepacked_nc_done[nc] = 1;
                     }
                     if (t->t->packed[nc]) {
                         const int64_t os = R + (int64_t)rndn((uint32_t)(max_stride - R + 1));
@@ -447,13 +447,13 @@ int main(int argc, char **argv) {
                 }
             }
         }
-        for (int r = 0; r < R; ++r) free(rows[r]), free(rows_g2[r]);
+        for (int r = 0; r < R; ++r) free(rows[r]), free(rows_prepacked[r]);
         for (int c = 0; c < NCMAX; ++c) free(colmem[c]);
         free(panel);
     }
 
     /* repacks: 16 contiguous rows (IQ1_M and their prepacked form, allocated to the byte)
-       through every table's repack / repack_g2, full and partial panels */
+       through every table's repack / repack_prepacked, full and partial panels */
     long repack_checks = 0, repack_fails = 0;
     const int64_t rnbs[] = {0, 1, 2, 5, 17};
     for (size_t ni = 0; ni < sizeof rnbs / sizeof rnbs[0]; ++ni) {
@@ -464,7 +464,8 @@ int main(int argc, char **argv) {
         for (int64_t i = 0; i < R * nb; ++i) {
             const uint32_t m = rndn(16);
             gen_block(w56 + i * IQ1M_BLOCK_BYTES, m < 7 ? 0 : m < 14 ? 1 : 2);
-            iq1m_block_to_g2(w56 + i * IQ1M_BLOCK_BYTES, (iq1m_block_g2 *)(void *)w80 + i);
+            iq1m_block_to_prepacked(w56 + i * IQ1M_BLOCK_BYTES,
+                                    (iq1m_block_prepacked *)(void *)w80 + i);
         }
         uint8_t *rp[R];
         for (int r = 0; r < R; ++r) rp[r] = w56 + r * nb * IQ1M_BLOCK_BYTES;
@@ -477,9 +478,10 @@ int main(int argc, char **argv) {
                     repack_fails += check_repack(t->name, "repack", t->repack, w56, nb, n_rows, want);
                     ++repack_checks;
                 }
-                if (t->repack_g2) {
+                if (t->repack_prepacked) {
                     repack_fails +=
-                        check_repack(t->name, "repack_g2", t->repack_g2, w80, nb, n_rows, want);
+                        check_repack(t->name, "repack_prepacked", t->repack_prepacked, w80, nb,
+                                     n_rows, want);
                     ++repack_checks;
                 }
             }
@@ -509,10 +511,10 @@ int main(int argc, char **argv) {
         char dn[32] = "", gn[32] = "", pn[32] = "";
         for (int nc = 1; nc <= NCMAX; ++nc) {
             strcat(dn, t->direct_nc_done[nc] ? "x" : ".");
-            strcat(gn, t->direct_g2_nc_done[nc] ? "x" : ".");
+            strcat(gn, t->direct_prepacked_nc_done[nc] ? "x" : ".");
             strcat(pn, t->packed_nc_done[nc] ? "x" : ".");
         }
-        printf("  %-10s direct nc[1..8]=%s, direct_g2 nc[1..8]=%s, calls %ld, packed "
+        printf("  %-10s direct nc[1..8]=%s, direct_prepacked nc[1..8]=%s, calls %ld, packed "
                "nc[1..8]=%s calls %ld, %ld outputs compared, %ld failures\n",
                t->t->name, dn, gn, t->direct_calls, pn, t->packed_calls, t->outputs,
                t->failures);
