@@ -2,7 +2,7 @@
  * dot product (docs/numerics.md, "Formats" and "GEMM"). */
 #include "format.h"
 
-#include "fault.h"
+#include "faults.h"
 
 float iq1m_fp16_to_f32(uint16_t h) {
     uint32_t sign = (uint32_t)(h & 0x8000u) << 16;
@@ -33,14 +33,8 @@ float iq1m_fp16_to_f32(uint16_t h) {
 uint16_t iq1m_scales_d_bits(const uint8_t *scales) {
     uint16_t sc[4];
     iq1m_scales_words(scales, sc);
-#if IQ1M_FAULT_IS(scale_nibble_order)
-    /* FAULT: nibbles of words 1 and 2 assembled in swapped order. */
-    return (uint16_t)((sc[0] >> 12) | ((sc[2] >> 8) & 0x00f0) | ((sc[1] >> 4) & 0x0f00) |
-                      (sc[3] & 0xf000));
-#else
-    return (uint16_t)((sc[0] >> 12) | ((sc[1] >> 8) & 0x00f0) | ((sc[2] >> 4) & 0x0f00) |
-                      (sc[3] & 0xf000));
-#endif
+    return iq1m_fault_scale_d_bits(sc, (uint16_t)((sc[0] >> 12) | ((sc[1] >> 8) & 0x00f0) |
+                                                  ((sc[2] >> 4) & 0x0f00) | (sc[3] & 0xf000)));
 }
 
 void iq1m_block_weights(const uint8_t *blk, int8_t w[IQ1M_QK_K]) {
