@@ -169,7 +169,7 @@ API int iq1m_activation(int32_t act, const float *x, float *y, int64_t n) {
     if (n < 0) return iq1m_fail(IQ1M_ERR_SHAPE, "n = %lld is negative", (long long)n);
     if (n == 0) return IQ1M_OK;
     if (!x || !y) return iq1m_fail(IQ1M_ERR_NULL, "%s is NULL", !x ? "x" : "y");
-    iq1m_act_apply(act, x, y, n);
+    iq1m_act_run(iq1m_dispatch_get(IQ1M_ISA_AUTO)->act, act, NULL, x, y, n); /* the best ISA */
     return IQ1M_OK;
 }
 

@@ -87,6 +87,7 @@ static void resolve(iq1m_kernels *k, int32_t isa, const iq1m_ukernel_table *t) {
 #endif
     k->repack_prepacked = t->repack_prepacked ? t->repack_prepacked : iq1m_repack_panel_prepacked;
     k->quantize = t->quantize ? t->quantize : iq1m_q8k_quantize;
+    k->act = t->act;
 }
 
 static void init_once(void) {

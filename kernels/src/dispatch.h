@@ -22,6 +22,7 @@ typedef struct {
     iq1m_direct_ukernel_fn direct_prepacked[IQ1M_MAX_NC + 1];
     int direct_prepacked_nc[IQ1M_MAX_NC + 1];
     iq1m_repack_fn repack_prepacked;  /* never NULL */
+    iq1m_act_ukernel_fn act; /* NULL: the scalar definition (act.h, iq1m_act_run) */
 } iq1m_kernels;
 
 uint32_t iq1m_dispatch_available(void);

@@ -198,7 +198,7 @@ static void scatter(const gemm_task *t, const float *tile_up, const float *tile_
         const float *u = tile_up + i * TILE_STRIDE;
         const float *g = t->n_mats == 2 ? tile_gate + i * TILE_STRIDE : NULL;
         if (g)
-            iq1m_act_mul(t->act, u, g, o, nr);
+            iq1m_act_run(t->k->act, t->act, u, g, o, nr);
         else
             memcpy(o, u, (size_t)nr * sizeof(float));
         iq1m_fault_scattered(o, u, g, rb, nr, t->rows, t->act);
@@ -330,6 +330,7 @@ static int run_gemm(gemm_task *t, int nth, const uint8_t *w, const uint8_t *w_ga
 /* ---- 5. the activation pass of the unfused composition ---- */
 
 typedef struct {
+    iq1m_act_ukernel_fn ukernel;
     float *out;
     const float *gate;
     int64_t n;
@@ -339,12 +340,14 @@ typedef struct {
 static void act_thread(void *arg, int tid, int nth) {
     act_task *a = arg;
     int64_t i0 = a->n * tid / nth, i1 = a->n * (tid + 1) / nth;
-    if (i1 > i0) iq1m_act_mul(a->act, a->out + i0, a->gate + i0, a->out + i0, i1 - i0);
+    if (i1 > i0)
+        iq1m_act_run(a->ukernel, a->act, a->out + i0, a->gate + i0, a->out + i0, i1 - i0);
 }
 
-/* out[i] = out[i] * act(gate[i]), i < n */
-static int run_activation(int nth, int32_t act, float *out, const float *gate, int64_t n) {
-    act_task at = {out, gate, n, act};
+/* out[i] = out[i] * act(gate[i]), i < n, with the ISA's activation kernel */
+static int run_activation(const iq1m_kernels *k, int nth, int32_t act, float *out,
+                          const float *gate, int64_t n) {
+    act_task at = {k->act, out, gate, n, act};
     return run_pool(n >= 4096 ? nth : 1, act_thread, &at);
 }
 
@@ -364,7 +367,7 @@ static int run_unfused(gemm_task *t, int nth, const uint8_t *w_up, const uint8_t
         rc = run_gemm(t, nth, w_gate, NULL);
         t->lists = up;
     }
-    if (rc == IQ1M_OK) rc = run_activation(nth, t->act, out, tmp, n_out);
+    if (rc == IQ1M_OK) rc = run_activation(t->k, nth, t->act, out, tmp, n_out);
     free(tmp);
     free_expert_lists(&gate);
     return rc;

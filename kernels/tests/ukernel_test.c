@@ -6,7 +6,8 @@
  * partial panels (1..16 rows, padding as repack.c writes it) and arbitrary out strides.
  * The direct kernels also run on the prepacked form of the same rows (direct_prepacked entries);
  * every SIMD repack (IQ1_M and prepacked rows) must give ref_repack's panel and write
- * nothing past it, and every SIMD Q8_K quantizer the scalar definition's bytes.
+ * nothing past it, every SIMD Q8_K quantizer the scalar definition's bytes, and every SIMD
+ * activation the scalar definition's bits.
  * It also checks that nothing outside the tile is written.
  *
  * usage: ukernel_test [reps per (nb, nc)] [seed]     exit 0 = all passed
@@ -17,6 +18,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "act.h"    /* iq1m_silu, iq1m_gelu: the activation's definition */
 #include "format.h" /* iq1m_grid_values */
 #include "q8k.h"    /* iq1m_q8k_quantize, the quantizer's definition */
 #include "ukernel.h"
@@ -334,6 +336,73 @@ static long check_quantizers(const tstate *ts, int n_tables, long *checks) {
     return fails;
 }
 
+/* one activation input: any bit pattern, typical values, or the special ones */
+static float gen_act_input(void) {
+    float f;
+    uint32_t bits;
+    switch (rndn(6)) {
+    case 0:
+        bits = (uint32_t)rnd();
+        memcpy(&f, &bits, 4);
+        return f;
+    case 1: return (float)((double)(int32_t)rnd() * 0x1p-27); /* within +-16 */
+    case 2: return (float)((double)(int32_t)rnd() * 0x1p-22); /* within +-512: e underflows */
+    case 3: {
+        const float special[] = {0.0f, -0.0f, INFINITY, -INFINITY, NAN, 0x1p-149f, -0x1p-149f,
+                                 3.4e38f, -3.4e38f, 1e-30f, -1e-30f, 88.0f, -104.0f};
+        return special[rndn(sizeof special / sizeof special[0])];
+    }
+    default: return (float)((double)(int32_t)rnd() * 0x1p-29); /* within +-4 */
+    }
+}
+
+static int same_or_both_nan(float a, float b) {
+    return (isnan(a) && isnan(b)) || memcmp(&a, &b, 4) == 0;
+}
+
+/* every SIMD activation against the scalar definition (act.c), with and without up, in
+   place and not: the bits of the prefix it reports, nothing written past it, and it leaves
+   fewer than 8 elements (one vector) to the scalar code */
+static long check_activations(const tstate *ts, int n_tables, long *checks) {
+    enum { N = 70 };
+    float x[N], up[N], out[N], inplace[N];
+    long fails = 0;
+    for (int round = 0; round < 400; ++round) {
+        const int n = (int)rndn(N + 1), act = (int)rndn(2), with_up = (int)rndn(2);
+        for (int i = 0; i < N; ++i) {
+            x[i] = gen_act_input();
+            up[i] = (float)((double)(int32_t)rnd() * 0x1p-30);
+        }
+        for (int i = 0; i < n_tables; ++i) {
+            if (!ts[i].available || !ts[i].t->act) continue;
+            const uint32_t sentinel = SENTINEL;
+            for (int j = 0; j < N; ++j) memcpy(&out[j], &sentinel, 4);
+            memcpy(inplace, x, sizeof x);
+            const int64_t done = ts[i].t->act(act, with_up ? up : NULL, x, out, n);
+            const int64_t done2 = ts[i].t->act(act, with_up ? up : NULL, inplace, inplace, n);
+            ++*checks;
+            int bad = done < 0 || done > n || n - done >= 8 || done2 != done;
+            for (int j = 0; !bad && j < N; ++j) {
+                const float a = act == IQ1M_ACT_GELU ? iq1m_gelu(x[j]) : iq1m_silu(x[j]);
+                const float want = with_up ? up[j] * a : a;
+                bad = j < done ? !same_or_both_nan(out[j], want) ||
+                                     !same_or_both_nan(inplace[j], want)
+                               : !is_sentinel(out[j]) || memcmp(&inplace[j], &x[j], 4) != 0;
+                if (bad && fails < 5)
+                    printf("FAIL %s act %s%s n=%d: element %d (prefix %lld): got %a want %a "
+                           "(x = %a)\n", ts[i].t->name, act ? "gelu" : "silu",
+                           with_up ? " * up" : "", n, j, (long long)done, (double)out[j],
+                           (double)want, (double)x[j]);
+            }
+            if (bad && fails < 5 && (done < 0 || done > n || n - done >= 8 || done2 != done))
+                printf("FAIL %s act n=%d: prefix %lld (in place %lld)\n", ts[i].t->name, n,
+                       (long long)done, (long long)done2);
+            fails += bad;
+        }
+    }
+    return fails;
+}
+
 int main(int argc, char **argv) {
     const int reps = argc > 1 ? atoi(argv[1]) : 6;
     g_rng = argc > 2 ? strtoull(argv[2], NULL, 0) : 20240626ull;
@@ -495,6 +564,9 @@ int main(int argc, char **argv) {
     const long quantize_fails = check_quantizers(ts, 3, &quantize_checks);
     printf("quantize: %ld SIMD quantizer calls checked, %ld failures\n", quantize_checks,
            quantize_fails);
+    long act_checks = 0;
+    const long act_fails = check_activations(ts, 3, &act_checks);
+    printf("act: %ld SIMD activation calls checked, %ld failures\n", act_checks, act_fails);
 
     int covered = 0;
     for (int v = 0; v < 4096; ++v) covered += (int)((g_cover_hits[v / 64] >> (v % 64)) & 1);
@@ -520,7 +592,7 @@ int main(int argc, char **argv) {
                t->failures);
         fails += t->failures;
     }
-    fails += repack_fails + quantize_fails;
+    fails += repack_fails + quantize_fails + act_fails;
     if (covered != 4096) {
         printf("coverage incomplete\n");
         fails++;

@@ -52,4 +52,5 @@ const iq1m_ukernel_table iq1m_ukernels_avx2 = {
      iq1m_prepacked_direct_1x7_avx2, iq1m_prepacked_direct_1x8_avx2},
 #endif
     iq1m_prepacked_repack_16xK_avx2,
+    NULL /* act: the scalar definition (src/act.c) */,
 };

@@ -30,6 +30,7 @@ void iq1m_prepacked_repack_16xK_avx512vnni(const uint8_t *, int64_t, int64_t, in
                                            iq1m_packed_block *);
 
 void iq1m_q8k_quantize_avx512vnni(const float *, iq1m_block_q8K *, int64_t);
+int64_t iq1m_act_avx512vnni(int32_t, const float *, const float *, float *, int64_t);
 
 const iq1m_ukernel_table iq1m_ukernels_avx512vnni = {
     "avx512vnni",
@@ -54,4 +55,5 @@ const iq1m_ukernel_table iq1m_ukernels_avx512vnni = {
      iq1m_prepacked_direct_1x7_avx512vnni, iq1m_prepacked_direct_1x8_avx512vnni},
 #endif
     iq1m_prepacked_repack_16xK_avx512vnni,
+    iq1m_act_avx512vnni,
 };

@@ -42,4 +42,5 @@ const iq1m_ukernel_table iq1m_ukernels_scalar = {
      iq1m_prepacked_direct_1x7_scalar, iq1m_prepacked_direct_1x8_scalar},
 #endif
     NULL /* repack_prepacked: iq1m_repack_panel_prepacked (src/repack.c) */,
+    NULL /* act: the scalar definition (src/act.c) */,
 };
