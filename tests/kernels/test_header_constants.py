@@ -1,13 +1,20 @@
 """The Python side hand-copies constants of the C ABI (kernels/include/iq1m.h): ISA and
-activation ids, REPACK_NEVER, block sizes, status codes, the layout of iq1m_options. This
-parses the header and checks every copy, so a change on one side cannot drift silently."""
+activation ids, REPACK_NEVER, block sizes, status codes, the layout of iq1m_options (in the
+library's binding: harness/binding.py, or harness/targets/libiq1m.py since the harness
+refactor). This parses the header and checks every copy, so a change on one side cannot
+drift silently."""
 import ctypes
 import importlib.util
 import re
 from pathlib import Path
 
 import reference
-from harness import binding, ggml_binding
+
+try:  # the bindings' modules since the harness refactor
+    from harness.targets import libggml as ggml_binding
+    from harness.targets import libiq1m as binding
+except ImportError:
+    from harness import binding, ggml_binding
 
 ROOT = Path(__file__).resolve().parents[2]
 HEADER = (ROOT / "kernels" / "include" / "iq1m.h").read_text()
@@ -92,6 +99,9 @@ def test_options_struct_field_order_and_types():
 
 def test_status_codes():
     status = _enum("iq1m_status")
+    codes = getattr(binding, "STATUS_CODES", None)  # the binding's copy, where it has one
+    if codes is not None:
+        assert codes == {name.removeprefix("IQ1M_ERR_").lower(): v for name, v in status.items() if v}
     spec = importlib.util.spec_from_file_location("_library_errors", ROOT / "tests" / "kernels" / "test_library_errors.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
