@@ -13,7 +13,9 @@
 
 #if IQ1M_FAULT_IS(small_expert_segv) || IQ1M_FAULT_IS(small_expert_abort) ||                 \
     IQ1M_FAULT_IS(small_expert_hang) || IQ1M_FAULT_IS(seed_missing_kernel)
-void iq1m_fault_small_expert(int64_t expert, int64_t tokens, int32_t threshold, int fused_op) {
+void iq1m_fault_small_expert(int line, int64_t expert, int64_t tokens, int32_t threshold,
+                             int fused_op) {
+    (void)line;
     (void)expert;
     (void)tokens;
     (void)threshold;
@@ -27,9 +29,9 @@ void iq1m_fault_small_expert(int64_t expert, int64_t tokens, int32_t threshold, 
 #if IQ1M_FAULT_IS(small_expert_abort)
     /* FAULT: the seed's abort (ik_llama.cpp issue 626), in ggml's GGML_ASSERT format */
     fprintf(stderr,
-            "kernels/src/faults.c:%d: GGML_ASSERT(direct kernel for IQ1_M x Q8_K) failed: "
+            "kernels/src/ops.c:%d: GGML_ASSERT(direct kernel for IQ1_M x Q8_K) failed: "
             "expert %lld has %lld < %d tokens\n",
-            __LINE__, (long long)expert, (long long)tokens, (int)threshold);
+            line, (long long)expert, (long long)tokens, (int)threshold);
     fflush(stderr);
     abort();
 #endif
@@ -40,9 +42,9 @@ void iq1m_fault_small_expert(int64_t expert, int64_t tokens, int32_t threshold, 
 #if IQ1M_FAULT_IS(seed_missing_kernel)
     if (fused_op) { /* FAULT: no direct kernel for the fused op, as in ik_llama.cpp */
         fprintf(stderr,
-                "kernels/src/faults.c:%d: fatal error: MulMat::prepare failed: no IQ1_M kernel "
+                "kernels/src/ops.c:%d: fatal error: MulMat::prepare failed: no IQ1_M kernel "
                 "for %lld rows of activations (expert %lld)\n",
-                __LINE__, (long long)tokens, (long long)expert);
+                line, (long long)tokens, (long long)expert);
         fflush(stderr);
         abort();
     }

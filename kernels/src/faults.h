@@ -18,14 +18,17 @@
 
 #define IQ1M_HOOK_UNUSED(x) (void)(x)
 
-/* ops.c, an expert (or a whole mul_mat) about to run on the direct path with `tokens`
+/* ops.c (at line `line`, which the abort messages name as the failing site, as ggml's
+ * would), an expert (or a whole mul_mat) about to run on the direct path with `tokens`
  * tokens: small_expert_segv, small_expert_abort, small_expert_hang, seed_missing_kernel. */
 #if IQ1M_FAULT_IS(small_expert_segv) || IQ1M_FAULT_IS(small_expert_abort) ||                 \
     IQ1M_FAULT_IS(small_expert_hang) || IQ1M_FAULT_IS(seed_missing_kernel)
-void iq1m_fault_small_expert(int64_t expert, int64_t tokens, int32_t threshold, int fused_op);
+void iq1m_fault_small_expert(int line, int64_t expert, int64_t tokens, int32_t threshold,
+                             int fused_op);
 #else
-static inline void iq1m_fault_small_expert(int64_t expert, int64_t tokens, int32_t threshold,
-                                           int fused_op) {
+static inline void iq1m_fault_small_expert(int line, int64_t expert, int64_t tokens,
+                                           int32_t threshold, int fused_op) {
+    IQ1M_HOOK_UNUSED(line);
     IQ1M_HOOK_UNUSED(expert);
     IQ1M_HOOK_UNUSED(tokens);
     IQ1M_HOOK_UNUSED(threshold);

@@ -262,7 +262,7 @@ static int run_chunk(gemm_task *t, const iq1m_chunk *c, const iq1m_chunk *next,
                     left < IQ1M_PACK_ROWS ? (int)left : IQ1M_PACK_ROWS, ts->panels[m] + p * nb);
             }
     } else {
-        iq1m_fault_small_expert(e, cnt, t->threshold, t->fused_op);
+        iq1m_fault_small_expert(__LINE__, e, cnt, t->threshold, t->fused_op);
     }
     for (int64_t c0 = 0; c0 < cnt; c0 += IQ1M_MAX_NC) {
         const int64_t ncc = cnt - c0 < IQ1M_MAX_NC ? cnt - c0 : IQ1M_MAX_NC;
