@@ -1,7 +1,8 @@
 """Configure and build variants of kernels/ with CMake, cached by a hash of what goes in.
 
-A variant is one of `release`, `asan`, `tsan`, `no-direct` or `fault:NAME`, or
-`prebuilt:PATH` for a library built elsewhere (used as is). The cache key
+A variant is one of `release`, `asan`, `tsan`, `no-direct` or `fault:NAME[,NAME...]` (the
+known fault points are listed in kernels/faults.txt), or `prebuilt:PATH` for a library built
+elsewhere (used as is). The cache key
 covers the kernel sources, the CMake options, the compiler and the CMake version, so a
 second call with nothing changed returns at once. The compiler output is streamed live
 (subprocess-tee) and kept in `build.log` beside the library.
@@ -25,6 +26,39 @@ PROJECT_ROOT = Path(__file__).resolve().parent.parent
 KERNELS_DIR = kernels_dir()  # the checkout's kernels/, or the sources shipped in the package (harness/paths.py)
 LIBRARY_NAME = "libiq1m.so"
 _FAULT_NAME = re.compile(r"^[a-z0-9_]+$")
+FAULT_LIST = "faults.txt"  # beside CMakeLists.txt: the known fault points, one per line
+
+
+def known_faults() -> list[str] | None:
+    """The fault points the kernel tree knows (first word of each line of faults.txt), or
+    None for a tree without the list (then CMake alone decides)."""
+    try:
+        text = (KERNELS_DIR / FAULT_LIST).read_text()
+    except OSError:
+        return None
+    return [m.group(0) for line in text.splitlines() if (m := _FAULT_NAME_START.match(line))]
+
+
+_FAULT_NAME_START = re.compile(r"^[a-z0-9_]+")
+
+
+def _parse_faults(spec: str) -> str:
+    """`a,b` -> the CMake IQ1M_FAULT value; unknown, repeated or malformed names are a
+    one-line UsageError that names the known points."""
+    names = spec.split(",")
+    known = known_faults()
+    seen: set[str] = set()
+    for fault in names:
+        if not _FAULT_NAME.match(fault):
+            raise UsageError(f"bad fault name {fault!r} in fault:{spec}: use lowercase letters, digits and _, "
+                             f"several joined by commas (see kernels/FAULTS.md)")
+        if known is not None and fault not in known:
+            raise UsageError(f"unknown fault point {fault!r} in fault:{spec}; known points: {', '.join(known)} "
+                             f"(kernels/{FAULT_LIST})")
+        if fault in seen:
+            raise UsageError(f"fault point {fault!r} is listed twice in fault:{spec}")
+        seen.add(fault)
+    return spec
 
 
 @dataclass(frozen=True)
@@ -52,11 +86,9 @@ def parse_variant(name: str) -> Variant:
     if name.startswith("prebuilt:"):
         return Variant(name, (), sanitizer=_linked_sanitizer(Path(name.split(":", 1)[1])))
     if name.startswith("fault:"):
-        fault = name.split(":", 1)[1]
-        if not _FAULT_NAME.match(fault):
-            raise UsageError(f"bad fault name {fault!r}: use lowercase letters, digits and _ (see kernels/FAULTS.md)")
-        return Variant(name, ("-DCMAKE_BUILD_TYPE=Release", f"-DIQ1M_FAULT={fault}"))
-    raise UsageError(f"unknown build variant {name!r}: use release, asan, tsan, no-direct, fault:NAME "
+        faults = _parse_faults(name.split(":", 1)[1])
+        return Variant(name, ("-DCMAKE_BUILD_TYPE=Release", f"-DIQ1M_FAULT={faults}"))
+    raise UsageError(f"unknown build variant {name!r}: use release, asan, tsan, no-direct, fault:NAME[,NAME...] "
                      f"or prebuilt:PATH")
 
 
@@ -89,8 +121,16 @@ def find_cmake() -> str:
 
 
 def find_compiler() -> str:
-    for name in (os.environ.get("CC", ""), "cc", "gcc", "clang"):
-        if name and shutil.which(name):
+    """$CC when set (it must exist: a typo is refused, not replaced by another compiler), else
+    the first of cc, gcc, clang on PATH."""
+    cc = os.environ.get("CC", "")
+    if cc:
+        found = shutil.which(cc)
+        if not found:
+            raise UsageError(f"CC={cc!r} is not an executable C compiler: fix it, or unset CC to use cc/gcc/clang")
+        return found
+    for name in ("cc", "gcc", "clang"):
+        if shutil.which(name):
             return shutil.which(name)
     raise UsageError("no C compiler found: install gcc (e.g. apt-get install gcc) or set CC")
 
@@ -109,7 +149,7 @@ def source_digest() -> str:
         raise UsageError(f"kernel sources not found at {KERNELS_DIR}: reinstall iq1m-harness (a wheel carries them "
                          f"in harness/_kernels) or set IQ1M_KERNELS_DIR to a checkout's kernels/")
     h = hashlib.sha256()
-    for path in sorted(p for sub in ("CMakeLists.txt", "include", "src") for p in _files(KERNELS_DIR / sub)):
+    for path in sorted(p for sub in ("CMakeLists.txt", FAULT_LIST, "include", "src") for p in _files(KERNELS_DIR / sub)):
         h.update(str(path.relative_to(KERNELS_DIR)).encode())
         h.update(b"\0")
         h.update(path.read_bytes())

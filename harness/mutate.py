@@ -35,7 +35,8 @@ from .errors import UsageError
 from .mutants import Mutant, all_mutants, load_equivalent
 
 EQUIVALENT_LIST = KERNELS_DIR / "mutants-equivalent.txt"
-DEFAULT_TESTS = ("tests/kernels/test_isa_detection.py", "tests/kernels/test_library_errors.py",
+DEFAULT_TESTS = ("tests/kernels/test_isa_detection.py", "tests/kernels/test_fork.py",
+                 "tests/kernels/test_library_errors.py",
                  "tests/kernels/test_conversions.py", "tests/kernels/test_path_selection.py",
                  "harness/suite/test_properties.py", "harness/suite/test_regressions.py")
 

@@ -1,6 +1,7 @@
 /* bench.c: mul_mat throughput, GOP/s = 2*M*N*K / time, at K = M = 4096 and
- * N in {1, 8, 32, 512}, 1 and 2 threads, for every available SIMD level (default repack
- * threshold 32, so N >= 32 uses the repacked path). Median (and best) of several runs.
+ * N in {1, 8, 32, 512}, 1 and 2 threads, for every available SIMD level (the library's
+ * default repack threshold, IQ1M_DEFAULT_REPACK_THRESHOLD = 8, so N >= 8 uses the repacked
+ * path). Median (and best) of several runs.
  * Usage: iq1m_bench [max_seconds_per_point (default 2)] [isa name to restrict to] */
 #include <stdint.h>
 #include <stdio.h>

@@ -1,13 +1,13 @@
 /* act.c: SiLU and GELU (tanh form) per docs/numerics.md: binary64, the exact operation
  * sequence of the contract, one rounding to float32 at the end. No libm exp, no FMA
  * (the build uses -ffp-contract=off); rint is done with the 1.5*2^52 trick, which rounds
- * half to even in the default rounding mode for |t| < 2^51 (here |t| <= 1077). */
+ * half to even in the default rounding mode for |t| < 2^51 (here |t| <= 1077). The SIMD
+ * versions are micro-kernels of the ISA tables (ukernels/f32-act-*.c), chosen by
+ * options.isa like every other kernel; iq1m_act_run combines one with this definition. */
 #include "act.h"
 
-#include <stdlib.h>
 #include <string.h>
 
-#include "dispatch.h"
 #include "iq1m.h"
 
 #define LOG2E 1.4426950408889634
@@ -71,36 +71,18 @@ float iq1m_gelu(float x) {
     return (float)(num / (1.0 + e));
 }
 
-/* The AVX-512 lanes give the same bits as the scalar code (checked over all 2^32 inputs by
- * tests/act_exhaustive.c, which also compares the two paths bit for bit), so which one
- * handles an element never depends on where a slice ends. IQ1M_ACT_SCALAR=1 in the
- * environment forces the scalar code (used by that test). */
-static int use_avx512(void) {
-    static int cached = -1; /* benign race: every thread computes the same value */
-    int v = __atomic_load_n(&cached, __ATOMIC_RELAXED);
-    if (v < 0) {
-        const char *env = getenv("IQ1M_ACT_SCALAR");
-        v = (iq1m_dispatch_available() >> IQ1M_ISA_AVX512VNNI) & 1u;
-        if (env && env[0] == '1') v = 0;
-        __atomic_store_n(&cached, v, __ATOMIC_RELAXED);
-    }
-    return v;
-}
-
-void iq1m_act_apply(int32_t act, const float *x, float *y, int64_t n) {
-    int64_t i = use_avx512() ? iq1m_act_apply_avx512(act, x, y, n) : 0;
+void iq1m_act_run(iq1m_act_ukernel_fn ukernel, int32_t act, const float *up, const float *x,
+                  float *out, int64_t n) {
+    int64_t i = ukernel ? ukernel(act, up, x, out, n) : 0;
     if (act == IQ1M_ACT_GELU) {
-        for (; i < n; ++i) y[i] = iq1m_gelu(x[i]);
+        if (up)
+            for (; i < n; ++i) out[i] = up[i] * iq1m_gelu(x[i]);
+        else
+            for (; i < n; ++i) out[i] = iq1m_gelu(x[i]);
     } else {
-        for (; i < n; ++i) y[i] = iq1m_silu(x[i]);
-    }
-}
-
-void iq1m_act_mul(int32_t act, const float *up, const float *gate, float *out, int64_t n) {
-    int64_t i = use_avx512() ? iq1m_act_mul_avx512(act, up, gate, out, n) : 0;
-    if (act == IQ1M_ACT_GELU) {
-        for (; i < n; ++i) out[i] = up[i] * iq1m_gelu(gate[i]);
-    } else {
-        for (; i < n; ++i) out[i] = up[i] * iq1m_silu(gate[i]);
+        if (up)
+            for (; i < n; ++i) out[i] = up[i] * iq1m_silu(x[i]);
+        else
+            for (; i < n; ++i) out[i] = iq1m_silu(x[i]);
     }
 }

@@ -1,8 +1,6 @@
 /* api.c: the public entry points. Every argument is validated here (a code plus a message in
- * a thread-local buffer, never an abort); the work itself is in ops.c and friends. */
-#include <math.h>
-#include <stdarg.h>
-#include <stdio.h>
+ * the thread-local buffer of error.c, never an abort); the work itself is in ops.c and
+ * friends. */
 #include <string.h>
 
 #include "act.h"
@@ -29,18 +27,7 @@
 #define DIRECT_KERNEL_FLAG "1"
 #endif
 
-static _Thread_local char g_err[512];
 static _Thread_local int64_t g_path_rows[2]; /* direct, repacked: the last op's */
-
-int iq1m_fail(int code, const char *fmt, ...) {
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(g_err, sizeof g_err, fmt, ap);
-    va_end(ap);
-    return code;
-}
-
-void iq1m_clear_error(void) { g_err[0] = '\0'; }
 
 API void iq1m_default_options(iq1m_options *opt) {
     if (!opt) return;
@@ -65,7 +52,7 @@ API const char *iq1m_isa_name(int32_t isa) {
     }
 }
 
-API const char *iq1m_last_error(void) { return g_err; }
+API const char *iq1m_last_error(void) { return iq1m_error_message(); }
 
 API void iq1m_last_path_rows(int64_t *direct_rows, int64_t *repacked_rows) {
     if (direct_rows) *direct_rows = g_path_rows[0];
@@ -169,8 +156,9 @@ API int iq1m_prepack(const void *w, int64_t n_rows, int64_t k, void *out) {
     if (n_rows == 0) return IQ1M_OK;
     if (!w || !out) return iq1m_fail(IQ1M_ERR_NULL, "%s is NULL", !w ? "w" : "out");
     const uint8_t *src = w;
-    iq1m_block_g2 *dst = out;
-    for (int64_t i = 0; i < n_rows * nb; ++i) iq1m_block_to_g2(src + i * IQ1M_BLOCK_BYTES, dst + i);
+    iq1m_block_prepacked *dst = out;
+    for (int64_t i = 0; i < n_rows * nb; ++i)
+        iq1m_block_to_prepacked(src + i * IQ1M_BLOCK_BYTES, dst + i);
     return IQ1M_OK;
 }
 
@@ -181,7 +169,7 @@ API int iq1m_activation(int32_t act, const float *x, float *y, int64_t n) {
     if (n < 0) return iq1m_fail(IQ1M_ERR_SHAPE, "n = %lld is negative", (long long)n);
     if (n == 0) return IQ1M_OK;
     if (!x || !y) return iq1m_fail(IQ1M_ERR_NULL, "%s is NULL", !x ? "x" : "y");
-    iq1m_act_apply(act, x, y, n);
+    iq1m_act_run(iq1m_dispatch_get(IQ1M_ISA_AUTO)->act, act, NULL, x, y, n); /* the best ISA */
     return IQ1M_OK;
 }
 

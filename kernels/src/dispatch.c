@@ -67,7 +67,8 @@ static void resolve(iq1m_kernels *k, int32_t isa, const iq1m_ukernel_table *t) {
     k->isa = isa;
     k->name = t->name;
     resolve_direct(k->direct, k->direct_nc, t->direct, s->direct);
-    resolve_direct(k->direct_g2, k->direct_g2_nc, t->direct_g2, s->direct_g2);
+    resolve_direct(k->direct_prepacked, k->direct_prepacked_nc, t->direct_prepacked,
+                   s->direct_prepacked);
     for (int nc = 1; nc <= IQ1M_MAX_NC; ++nc) {
         k->packed[nc] = NULL;
         k->packed_nc[nc] = nc;
@@ -84,8 +85,9 @@ static void resolve(iq1m_kernels *k, int32_t isa, const iq1m_ukernel_table *t) {
 #else
     k->repack = t->repack ? t->repack : iq1m_repack_panel;
 #endif
-    k->repack_g2 = t->repack_g2 ? t->repack_g2 : iq1m_repack_panel_g2;
+    k->repack_prepacked = t->repack_prepacked ? t->repack_prepacked : iq1m_repack_panel_prepacked;
     k->quantize = t->quantize ? t->quantize : iq1m_q8k_quantize;
+    k->act = t->act;
 }
 
 static void init_once(void) {

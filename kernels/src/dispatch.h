@@ -18,10 +18,11 @@ typedef struct {
     int packed_nc[IQ1M_MAX_NC + 1];
     iq1m_repack_fn repack;     /* never NULL */
     iq1m_quantize_fn quantize; /* never NULL */
-    /* prepacked weights (iq1m_block_g2): the same fallback rules */
-    iq1m_direct_ukernel_fn direct_g2[IQ1M_MAX_NC + 1];
-    int direct_g2_nc[IQ1M_MAX_NC + 1];
-    iq1m_repack_fn repack_g2;  /* never NULL */
+    /* prepacked weights (iq1m_block_prepacked): the same fallback rules */
+    iq1m_direct_ukernel_fn direct_prepacked[IQ1M_MAX_NC + 1];
+    int direct_prepacked_nc[IQ1M_MAX_NC + 1];
+    iq1m_repack_fn repack_prepacked;  /* never NULL */
+    iq1m_act_ukernel_fn act; /* NULL: the scalar definition (act.h, iq1m_act_run) */
 } iq1m_kernels;
 
 uint32_t iq1m_dispatch_available(void);

@@ -2,7 +2,7 @@
  * dot product (docs/numerics.md, "Formats" and "GEMM"). */
 #include "format.h"
 
-#include "fault.h"
+#include "faults.h"
 
 float iq1m_fp16_to_f32(uint16_t h) {
     uint32_t sign = (uint32_t)(h & 0x8000u) << 16;
@@ -33,19 +33,13 @@ float iq1m_fp16_to_f32(uint16_t h) {
 uint16_t iq1m_scales_d_bits(const uint8_t *scales) {
     uint16_t sc[4];
     iq1m_scales_words(scales, sc);
-#if IQ1M_FAULT_IS(scale_nibble_order)
-    /* FAULT: nibbles of words 1 and 2 assembled in swapped order. */
-    return (uint16_t)((sc[0] >> 12) | ((sc[2] >> 8) & 0x00f0) | ((sc[1] >> 4) & 0x0f00) |
-                      (sc[3] & 0xf000));
-#else
-    return (uint16_t)((sc[0] >> 12) | ((sc[1] >> 8) & 0x00f0) | ((sc[2] >> 4) & 0x0f00) |
-                      (sc[3] & 0xf000));
-#endif
+    return iq1m_fault_scale_d_bits(sc, (uint16_t)((sc[0] >> 12) | ((sc[1] >> 8) & 0x00f0) |
+                                                  ((sc[2] >> 4) & 0x0f00) | (sc[3] & 0xf000)));
 }
 
 void iq1m_block_weights(const uint8_t *blk, int8_t w[IQ1M_QK_K]) {
     for (int g = 0; g < 32; ++g) {
-        const int8_t *gv = iq1m_grid_i8[iq1m_block_group_index(blk, g)];
+        const int8_t *gv = iq1m_grid_values(iq1m_block_group_index(blk, g));
         int sign = iq1m_block_group_sign(blk, g);
         for (int i = 0; i < 8; ++i) w[8 * g + i] = (int8_t)(8 * gv[i] + sign);
     }
@@ -74,7 +68,7 @@ int32_t iq1m_block_dot_int(const uint8_t *blk, const iq1m_block_q8K *y) {
         int32_t sj = 0;
         for (int h = 0; h < 2; ++h) {
             int g = 2 * j + h;
-            const int8_t *gv = iq1m_grid_i8[iq1m_block_group_index(blk, g)];
+            const int8_t *gv = iq1m_grid_values(iq1m_block_group_index(blk, g));
             int sign = iq1m_block_group_sign(blk, g);
             const int8_t *q = y->qs + 8 * g;
             for (int i = 0; i < 8; ++i) sj += (int32_t)q[i] * (8 * gv[i] + sign);
@@ -96,7 +90,7 @@ float iq1m_vec_dot_scalar(int64_t nb, const uint8_t *w_row, const iq1m_block_q8K
 
 /* ---- the prepacked encoding ---- */
 
-void iq1m_block_to_g2(const uint8_t *blk, iq1m_block_g2 *out) {
+void iq1m_block_to_prepacked(const uint8_t *blk, iq1m_block_prepacked *out) {
     /* Group g's 8 weights are k = 8g..8g+7: q2 bytes 8*(g%8)..+7 at bits 2*(g/8), i.e. one
        shifted 64-bit OR of the group's bytes grid+1 into q2 word g%8 (little-endian). */
     uint64_t q2[8] = {0};
@@ -114,7 +108,7 @@ void iq1m_block_to_g2(const uint8_t *blk, iq1m_block_g2 *out) {
     memcpy(out->scales, blk + 48, 8);
 }
 
-void iq1m_g2_weights(const iq1m_block_g2 *b, int8_t w[IQ1M_QK_K]) {
+void iq1m_prepacked_weights(const iq1m_block_prepacked *b, int8_t w[IQ1M_QK_K]) {
     for (int k = 0; k < IQ1M_QK_K; ++k) {
         const int grid = ((b->q2[k % 64] >> (2 * (k / 64))) & 3) - 1;
         const int g = k / 8;
@@ -122,9 +116,9 @@ void iq1m_g2_weights(const iq1m_block_g2 *b, int8_t w[IQ1M_QK_K]) {
     }
 }
 
-int32_t iq1m_g2_dot_int(const iq1m_block_g2 *b, const iq1m_block_q8K *y) {
+int32_t iq1m_prepacked_dot_int(const iq1m_block_prepacked *b, const iq1m_block_q8K *y) {
     int8_t w[IQ1M_QK_K];
-    iq1m_g2_weights(b, w);
+    iq1m_prepacked_weights(b, w);
     int32_t s = 0;
     for (int j = 0; j < 16; ++j) {
         int32_t sj = 0;
@@ -134,11 +128,11 @@ int32_t iq1m_g2_dot_int(const iq1m_block_g2 *b, const iq1m_block_q8K *y) {
     return s;
 }
 
-float iq1m_vec_dot_g2_scalar(int64_t nb, const uint8_t *w_row, const iq1m_block_q8K *y) {
-    const iq1m_block_g2 *blocks = (const iq1m_block_g2 *)(const void *)w_row;
+float iq1m_vec_dot_prepacked_scalar(int64_t nb, const uint8_t *w_row, const iq1m_block_q8K *y) {
+    const iq1m_block_prepacked *blocks = (const iq1m_block_prepacked *)(const void *)w_row;
     float acc = 0.0f;
     for (int64_t b = 0; b < nb; ++b) {
-        const float s = (float)iq1m_g2_dot_int(blocks + b, y + b);
+        const float s = (float)iq1m_prepacked_dot_int(blocks + b, y + b);
         acc = acc + (iq1m_fp16_to_f32(iq1m_scales_d_bits(blocks[b].scales)) * y[b].d) * s;
     }
     return 0.125f * acc;

@@ -22,10 +22,13 @@ typedef struct {
 _Static_assert(sizeof(iq1m_block_iq1_m) == IQ1M_BLOCK_BYTES, "IQ1_M block is 56 bytes");
 _Static_assert(sizeof(iq1m_block_q8K) == IQ1M_Q8K_BLOCK_BYTES, "Q8_K block is 292 bytes");
 
-/* iq1s_grid: entry i holds 8 values in {-1, 0, +1}; generated into grid.c. */
-extern const int8_t iq1m_grid_i8[IQ1M_GRID_SIZE][8];
-/* The same bytes as little-endian uint64 words (ggml's iq1s_grid layout). */
+/* iq1s_grid (generated into grid.c): entry i holds 8 values in {-1, 0, +1} as the bytes of
+ * a little-endian uint64 word (ggml's iq1s_grid layout): value k is byte k. */
 extern const uint64_t iq1m_grid_u64[IQ1M_GRID_SIZE];
+/* The 8 values of entry i as int8 (a character-type view of the word, no copy). */
+static inline const int8_t *iq1m_grid_values(int i) {
+    return (const int8_t *)(const void *)&iq1m_grid_u64[i];
+}
 
 /* Exact IEEE binary16 -> binary32 (subnormals, inf, nan payload kept), no F16C. */
 float iq1m_fp16_to_f32(uint16_t h);
@@ -94,16 +97,17 @@ typedef struct {
     uint8_t plus[4];    /* bit g % 8 of byte g / 8: group g's delta sign is + (IQ1_M bit clear) */
     uint8_t scales[8];  /* the IQ1_M scales field, unchanged */
     uint8_t zero[4];    /* always 0 (keeps blocks 16-byte aligned) */
-} iq1m_block_g2;
-_Static_assert(sizeof(iq1m_block_g2) == IQ1M_PREPACKED_BLOCK_BYTES, "prepacked block is 80 bytes");
+} iq1m_block_prepacked;
+_Static_assert(sizeof(iq1m_block_prepacked) == IQ1M_PREPACKED_BLOCK_BYTES,
+               "prepacked block is 80 bytes");
 
 /* One 56-byte IQ1_M block -> its prepacked form. */
-void iq1m_block_to_g2(const uint8_t *blk, iq1m_block_g2 *out);
+void iq1m_block_to_prepacked(const uint8_t *blk, iq1m_block_prepacked *out);
 /* The 256 weight integers w = 8*grid + sign of one prepacked block (as iq1m_block_weights). */
-void iq1m_g2_weights(const iq1m_block_g2 *b, int8_t w[IQ1M_QK_K]);
+void iq1m_prepacked_weights(const iq1m_block_prepacked *b, int8_t w[IQ1M_QK_K]);
 /* Exact S_b of one prepacked block with one Q8_K block (equal to iq1m_block_dot_int). */
-int32_t iq1m_g2_dot_int(const iq1m_block_g2 *b, const iq1m_block_q8K *y);
+int32_t iq1m_prepacked_dot_int(const iq1m_block_prepacked *b, const iq1m_block_q8K *y);
 /* iq1m_vec_dot_scalar over a row of prepacked blocks. */
-float iq1m_vec_dot_g2_scalar(int64_t nb, const uint8_t *w_row, const iq1m_block_q8K *y);
+float iq1m_vec_dot_prepacked_scalar(int64_t nb, const uint8_t *w_row, const iq1m_block_q8K *y);
 
 #endif /* IQ1M_FORMAT_H */

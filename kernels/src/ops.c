@@ -1,22 +1,27 @@
-/* ops.c: the operations. Activations are quantized to Q8_K once; per-expert column lists are
- * built in order of token then slot; the threads then claim chunks of 16-row panels (of one
- * expert each, in expert order; schedule.h) until none are left, and a row's output is
- * written by the one thread that claimed it, so no barrier is needed. An expert with
- * >= threshold tokens runs on the repacked path (the thread repacks the chunk's panels into
- * a reused per-thread buffer, while the kernel calls on it prefetch the rows of the chunk the
- * thread has already claimed next), below that on the direct path.
- * The fused op computes up and gate tile by tile and applies act; the unfused option runs
- * the two GEMMs and then an activation pass: same bits. */
+/* ops.c: mul_mat, mul_mat_id and moe_up_gate, as a sequence of jobs (iq1m_op_run, at the
+ * end, reads as the list):
+ *   1. quantize the activations to Q8_K, once per op;
+ *   2. build the expert lists: each expert's columns (token, slot), in order of token then
+ *      slot; unused slots (expert -1) apart;
+ *   3. choose each expert's path (repacked when it has >= threshold tokens, else direct) and
+ *      plan the chunks the threads will claim (schedule.h);
+ *   4. run the GEMM(s): the threads claim chunks of 16-row panels (of one expert each, in
+ *      expert order) until none are left, and a row's output is written by the one thread
+ *      that claimed it, so no barrier is needed. On the repacked path the thread repacks the
+ *      chunk's panels into a reused per-thread buffer, while the kernel calls on it prefetch
+ *      the rows of the chunk the thread has already claimed next;
+ *   5. the activation: the fused op applies it tile by tile as up and gate come out of the
+ *      kernels; the unfused option runs the two GEMMs and then an activation pass: same bits.
+ * Fault-injection points reach this file only through the hooks of faults.h. */
 #include "ops.h"
 
 #include <stdatomic.h>
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "act.h"
 #include "error.h"
-#include "fault.h"
+#include "faults.h"
 #include "format.h"
 #include "gemm.h"
 #include "q8k.h"
@@ -24,40 +29,157 @@
 #include "schedule.h"
 #include "threadpool.h"
 
-#if IQ1M_FAULT_IS(tail_activation)
-#include <math.h>
-#endif
-#if IQ1M_FAULT_IS(row_race)
-#include <time.h>
-#endif
-
 #define DIRECT_ROW_BLOCK 64      /* rows per direct-path block */
 #define PANEL_BLOCK_BYTES 524288 /* target size of one thread's repacked block */
 #define MAX_BLOCK_PANELS 8
 #define TILE_STRIDE (MAX_BLOCK_PANELS * IQ1M_PACK_ROWS) /* >= DIRECT_ROW_BLOCK */
 
+static int run_pool(int nth, iq1m_task_fn fn, void *arg) {
+    if (iq1m_pool_run(nth, fn, arg) != 0)
+        return iq1m_fail(IQ1M_ERR_THREADS, "could not start %d worker threads", nth - 1);
+    return IQ1M_OK;
+}
+
+/* ---- 1. the activations, quantized once ---- */
+
 typedef struct {
-    const iq1m_block_q8K *q8; /* nb blocks of this column (token) */
-    float *out;               /* its output vector, indexed by weight row */
-} col_t;
+    const iq1m_kernels *k;
+    const float *x;
+    iq1m_block_q8K *q8;
+    int64_t n_tokens, nb;
+} quant_task;
+
+static void quant_thread(void *arg, int tid, int nth) {
+    quant_task *q = arg;
+    int64_t t0 = q->n_tokens * tid / nth, t1 = q->n_tokens * (tid + 1) / nth;
+    if (t1 > t0)
+        q->k->quantize(q->x + t0 * q->nb * IQ1M_QK_K, q->q8 + t0 * q->nb, (t1 - t0) * q->nb);
+}
+
+static int quantize_activations(const iq1m_op_config *cfg, const float *x, int64_t n_tokens,
+                                int64_t nb, iq1m_block_q8K *q8) {
+    quant_task qt = {cfg->k, x, q8, n_tokens, nb};
+    const int nth = cfg->n_threads;
+    const int qth = n_tokens * nb >= 64 ? (nth < n_tokens ? nth : (int)n_tokens) : 1;
+    return run_pool(qth, quant_thread, &qt);
+}
+
+/* ---- 2. the expert lists ---- */
+
+/* The op's slots: token tok's slot s goes to expert ids[tok * top_k + s] (ids == NULL: the
+ * one expert of a mul_mat), multiplies q8 + tok * nb and writes (tok * top_k + s) * rows
+ * floats into an output array. */
+typedef struct {
+    const int32_t *ids;
+    int64_t n_tokens, top_k, nb, rows;
+    const iq1m_block_q8K *q8;
+} routing;
+
+static int64_t slot_expert(const routing *r, int64_t tok, int64_t s) {
+    const int64_t e = r->ids ? (int64_t)r->ids[tok * r->top_k + s] : 0;
+    return iq1m_fault_slot_expert(r->ids, tok, r->top_k, s, e);
+}
+
+static void free_expert_lists(iq1m_expert_lists *l) {
+    free(l->off);
+    free(l->cols);
+    free(l->unused);
+}
+
+/* The lists of the slots with output vectors in out. */
+static int build_expert_lists(iq1m_expert_lists *l, int64_t n_experts, const routing *r,
+                              float *out) {
+    const int64_t n_slots = r->n_tokens * r->top_k;
+    l->n_experts = n_experts;
+    l->n_unused = 0;
+    l->off = calloc((size_t)n_experts + 1, sizeof(int64_t));
+    l->cols = malloc(sizeof(iq1m_col) * (size_t)n_slots);
+    l->unused = malloc(sizeof(float *) * (size_t)n_slots);
+    int64_t *fill = calloc((size_t)n_experts, sizeof(int64_t));
+    if (!l->off || !l->cols || !l->unused || !fill) {
+        free(fill);
+        return iq1m_fail(IQ1M_ERR_NOMEM, "out of memory (expert lists of %lld slots)",
+                         (long long)n_slots);
+    }
+    for (int64_t tok = 0; tok < r->n_tokens; ++tok) /* count, and list the unused slots */
+        for (int64_t s = 0; s < r->top_k; ++s) {
+            const int64_t e = slot_expert(r, tok, s);
+            if (e >= 0)
+                l->off[e + 1]++;
+            else
+                l->unused[l->n_unused++] = out + (tok * r->top_k + s) * r->rows;
+        }
+    for (int64_t e = 0; e < n_experts; ++e) l->off[e + 1] += l->off[e];
+    for (int64_t tok = 0; tok < r->n_tokens; ++tok) /* fill, in order of token then slot */
+        for (int64_t s = 0; s < r->top_k; ++s) {
+            const int64_t e = slot_expert(r, tok, s);
+            if (e < 0) continue;
+            iq1m_col *c = &l->cols[l->off[e] + fill[e]++];
+            c->q8 = r->q8 + tok * r->nb;
+            c->out = out + (tok * r->top_k + s) * r->rows;
+        }
+    free(fill);
+    return IQ1M_OK;
+}
+
+/* ---- the GEMM task: what every thread reads ---- */
 
 typedef struct {
     const iq1m_kernels *k;
     int32_t threshold;
     int32_t act;
     int n_mats;    /* 1 = plain GEMM, 2 = fused up (0) and gate (1) */
-    int fused_op;  /* 1 when called for the fused moe_up_gate */
-    int prepacked; /* weights are iq1m_block_g2 rows */
+    int fused_op;  /* 1 when running the fused moe_up_gate */
+    int prepacked; /* weights are iq1m_block_prepacked rows */
     const uint8_t *w[2];
-    int64_t nb, rows, n_experts, expert_bytes, block_panels;
-    const int64_t *off; /* [n_experts + 1] into cols */
-    const col_t *cols;
-    float *const *unused; /* output vectors of unused slots */
-    int64_t n_unused;
+    int64_t nb, rows, expert_bytes, block_panels;
+    iq1m_expert_lists lists; /* the columns of each expert, the unused slots */
+    int64_t *plan;       /* [2 * n_experts]: experts with tokens, their chunk limits */
     iq1m_schedule sched; /* the row blocks, claimed by the threads as they go */
     atomic_llong path_rows[2]; /* rows x matrices on the direct, the repacked path (memset 0) */
     atomic_int err;
 } gemm_task;
+
+static void init_task(gemm_task *t, const iq1m_op_config *cfg, int64_t nb, int64_t rows,
+                      int32_t act, int fused_op) {
+    memset(t, 0, sizeof *t);
+    t->k = cfg->k;
+    t->threshold = cfg->threshold;
+    t->act = act;
+    t->fused_op = fused_op;
+    t->prepacked = cfg->prepacked;
+    t->nb = nb;
+    t->rows = rows;
+    t->expert_bytes =
+        rows * nb * (cfg->prepacked ? IQ1M_PREPACKED_BLOCK_BYTES : IQ1M_BLOCK_BYTES);
+    const int64_t bp = PANEL_BLOCK_BYTES / (nb * (int64_t)sizeof(iq1m_packed_block));
+    t->block_panels = bp < 1 ? 1 : bp > MAX_BLOCK_PANELS ? MAX_BLOCK_PANELS : bp;
+    atomic_init(&t->err, IQ1M_OK);
+}
+
+/* ---- 3. the path of each expert and the plan of chunks ---- */
+
+static int is_packed(const gemm_task *t, int64_t e) {
+    return t->lists.off[e + 1] - t->lists.off[e] >= (int64_t)t->threshold;
+}
+
+static int plan_paths(gemm_task *t, int nth) {
+    const int64_t n_experts = t->lists.n_experts;
+    t->plan = malloc(sizeof(int64_t) * 2 * (size_t)n_experts);
+    if (!t->plan) return iq1m_fail(IQ1M_ERR_NOMEM, "out of memory (expert plan)");
+    int64_t *active = t->plan, *max_panels = t->plan + n_experts;
+    int64_t n_active = 0;
+    for (int64_t e = 0; e < n_experts; ++e) {
+        if (t->lists.off[e + 1] == t->lists.off[e]) continue;
+        active[n_active] = e;
+        max_panels[n_active++] =
+            is_packed(t, e) ? t->block_panels : DIRECT_ROW_BLOCK / IQ1M_PACK_ROWS;
+    }
+    iq1m_schedule_init(&t->sched, active, max_panels, n_active, t->rows, nth);
+    return IQ1M_OK;
+}
+
+/* ---- 4. the GEMM(s), with 5. the fused activation ---- */
 
 static void row_range(int64_t rows, int tid, int nth, int64_t *r0, int64_t *r1) {
     const int64_t np = (rows + IQ1M_PACK_ROWS - 1) / IQ1M_PACK_ROWS;
@@ -67,93 +189,19 @@ static void row_range(int64_t rows, int tid, int nth, int64_t *r0, int64_t *r1) 
     if (*r0 > *r1) *r0 = *r1;
 }
 
-static void small_expert_faults(const gemm_task *t, int64_t e, int64_t cnt) {
-    (void)t;
-    (void)e;
-    (void)cnt;
-#if IQ1M_FAULT_IS(small_expert_segv)
-    {
-        volatile float *volatile bad = NULL;
-        bad[cnt] = 1.0f; /* FAULT: write through a NULL pointer */
-    }
-#endif
-#if IQ1M_FAULT_IS(small_expert_abort)
-    fprintf(stderr,
-            "kernels/src/ops.c:%d: GGML_ASSERT(direct kernel for IQ1_M x Q8_K) failed: "
-            "expert %lld has %lld < %d tokens\n",
-            __LINE__, (long long)e, (long long)cnt, (int)t->threshold);
-    fflush(stderr);
-    abort();
-#endif
-#if IQ1M_FAULT_IS(small_expert_hang)
-    for (volatile int spin = 1; spin;) {
-    }
-#endif
-#if IQ1M_FAULT_IS(seed_missing_kernel)
-    if (t->fused_op) {
-        fprintf(stderr,
-                "kernels/src/ops.c:%d: fatal error: MulMat::prepare failed: no IQ1_M kernel "
-                "for %lld rows of activations (expert %lld)\n",
-                __LINE__, (long long)cnt, (long long)e);
-        fflush(stderr);
-        abort();
-    }
-#endif
-}
-
-#if IQ1M_FAULT_IS(row_race)
-/* FAULT: a thread with no rows computes row 0 anyway, blocks in reverse order and the
- * scales multiplied in another order. */
-static void row_race_fault(gemm_task *t) {
-    for (int64_t e = 0; e < t->n_experts; ++e)
-        for (int64_t i = t->off[e]; i < t->off[e + 1]; ++i) {
-            float v[2];
-            for (int m = 0; m < t->n_mats; ++m) {
-                const uint8_t *w = t->w[m] + e * t->expert_bytes;
-                float acc = 0.0f;
-                for (int64_t b = t->nb - 1; b >= 0; --b) {
-                    const uint8_t *blk = w + b * IQ1M_BLOCK_BYTES;
-                    acc = acc + iq1m_block_d(blk) *
-                                    ((float)iq1m_block_dot_int(blk, t->cols[i].q8 + b) *
-                                     t->cols[i].q8[b].d);
-                }
-                v[m] = 0.125f * acc;
-            }
-            t->cols[i].out[0] = t->n_mats == 2 ? v[0] * (t->act == IQ1M_ACT_GELU
-                                                             ? iq1m_gelu(v[1])
-                                                             : iq1m_silu(v[1]))
-                                               : v[0];
-        }
-}
-#endif
-
-#if IQ1M_FAULT_IS(tail_activation)
-static float act_f32_expf(int32_t act, float g) { /* FAULT: float32 expf activation */
-    float z = act == IQ1M_ACT_GELU ? 1.5957691216057308f * (g + 0.044715f * g * g * g) : g;
-    return g / (1.0f + expf(-z));
-}
-#endif
-
+/* Rows [rb, rb + nr) of the tile's columns to their output vectors: up * act(gate) in the
+ * fused op, else the GEMM's values. */
 static void scatter(const gemm_task *t, const float *tile_up, const float *tile_gate,
-                    const col_t *cols, int64_t ncols, int64_t rb, int64_t nr) {
+                    const iq1m_col *cols, int64_t ncols, int64_t rb, int64_t nr) {
     for (int64_t i = 0; i < ncols; ++i) {
         float *o = cols[i].out + rb;
         const float *u = tile_up + i * TILE_STRIDE;
-        if (t->n_mats == 2) {
-            const float *g = tile_gate + i * TILE_STRIDE;
-            iq1m_act_mul(t->act, u, g, o, nr);
-#if IQ1M_FAULT_IS(tail_activation)
-            const int64_t tail_start = rb + nr - nr % 16; /* rb is panel-aligned */
-            for (int64_t r = 0; r < nr; ++r)
-                if (rb + r >= tail_start) o[r] = u[r] * act_f32_expf(t->act, g[r]);
-#endif
-        } else {
+        const float *g = t->n_mats == 2 ? tile_gate + i * TILE_STRIDE : NULL;
+        if (g)
+            iq1m_act_run(t->k->act, t->act, u, g, o, nr);
+        else
             memcpy(o, u, (size_t)nr * sizeof(float));
-        }
-#if IQ1M_FAULT_IS(drop_tail_rows)
-        for (int64_t r = 0; r < nr; ++r) /* FAULT: rows past the last multiple of 16 */
-            if (rb + r >= (t->rows / 16) * 16) o[r] = 0.0f;
-#endif
+        iq1m_fault_scattered(o, u, g, rb, nr, t->rows, t->act);
     }
 }
 
@@ -164,10 +212,6 @@ typedef struct {
     iq1m_packed_block *panels[2]; /* allocated at the thread's first repacked chunk */
     iq1m_prefetch_stream pf[2];
 } thread_state;
-
-static int is_packed(const gemm_task *t, int64_t e) {
-    return t->off[e + 1] - t->off[e] >= (int64_t)t->threshold;
-}
 
 /* mutate: off (prefetch hints: no output can observe them) */
 /* Start pf[m] on the weight rows of the thread's next chunk when that chunk is repacked (else
@@ -189,8 +233,8 @@ static void prefetch_chunk(const gemm_task *t, const iq1m_chunk *next, int64_t c
 static int run_chunk(gemm_task *t, const iq1m_chunk *c, const iq1m_chunk *next,
                      thread_state *ts) {
     const int64_t e = c->expert, rb = c->row0, nr = c->nr, nb = t->nb;
-    const int64_t cnt = t->off[e + 1] - t->off[e];
-    const col_t *ecols = t->cols + t->off[e];
+    const int64_t cnt = t->lists.off[e + 1] - t->lists.off[e];
+    const iq1m_col *ecols = t->lists.cols + t->lists.off[e];
     const int packed = is_packed(t, e);
     const int64_t np = (nr + IQ1M_PACK_ROWS - 1) / IQ1M_PACK_ROWS;
     const uint8_t *we[2] = {t->w[0] + e * t->expert_bytes,
@@ -213,12 +257,12 @@ static int run_chunk(gemm_task *t, const iq1m_chunk *c, const iq1m_chunk *next,
         for (int m = 0; m < t->n_mats; ++m)
             for (int64_t p = 0; p < np; ++p) {
                 int64_t left = nr - p * IQ1M_PACK_ROWS;
-                (t->prepacked ? t->k->repack_g2 : t->k->repack)(
+                (t->prepacked ? t->k->repack_prepacked : t->k->repack)(
                     we[m], nb, rb + p * IQ1M_PACK_ROWS,
                     left < IQ1M_PACK_ROWS ? (int)left : IQ1M_PACK_ROWS, ts->panels[m] + p * nb);
             }
     } else {
-        small_expert_faults(t, e, cnt);
+        iq1m_fault_small_expert(__LINE__, e, cnt, t->threshold, t->fused_op);
     }
     for (int64_t c0 = 0; c0 < cnt; c0 += IQ1M_MAX_NC) {
         const int64_t ncc = cnt - c0 < IQ1M_MAX_NC ? cnt - c0 : IQ1M_MAX_NC;
@@ -241,17 +285,11 @@ static void gemm_thread(void *arg, int tid, int nth) {
     gemm_task *t = arg;
     int64_t r0, r1;
     row_range(t->rows, tid, nth, &r0, &r1); /* unused slots: a fixed split is enough */
-    for (int64_t u = 0; u < t->n_unused; ++u)
-        if (r1 > r0) memset(t->unused[u] + r0, 0, (size_t)(r1 - r0) * sizeof(float));
+    for (int64_t u = 0; u < t->lists.n_unused; ++u)
+        if (r1 > r0) memset(t->lists.unused[u] + r0, 0, (size_t)(r1 - r0) * sizeof(float));
     if (r1 <= r0) { /* more threads than panels: this one is not needed */
-#if IQ1M_FAULT_IS(row_race)
-        if (t->rows < nth) { /* write early and again late, so the race shows */
-            row_race_fault(t);
-            struct timespec ts = {0, 200000};
-            nanosleep(&ts, NULL);
-            row_race_fault(t);
-        }
-#endif
+        iq1m_fault_idle_thread(nth, t->rows, t->w, t->n_mats, t->nb, t->expert_bytes,
+                               &t->lists, t->act);
         return;
     }
     iq1m_chunk chunk[2];
@@ -276,21 +314,23 @@ static void gemm_thread(void *arg, int tid, int nth) {
     }
 }
 
-typedef struct {
-    const iq1m_kernels *k;
-    const float *x;
-    iq1m_block_q8K *q8;
-    int64_t n_tokens, nb;
-} quant_task;
-
-static void quant_thread(void *arg, int tid, int nth) {
-    quant_task *q = arg;
-    int64_t t0 = q->n_tokens * tid / nth, t1 = q->n_tokens * (tid + 1) / nth;
-    if (t1 > t0)
-        q->k->quantize(q->x + t0 * q->nb * IQ1M_QK_K, q->q8 + t0 * q->nb, (t1 - t0) * q->nb);
+/* One pass over the planned chunks: w_gate == NULL multiplies w alone (into the lists'
+ * output vectors), else w (up) and w_gate, fused with the activation. */
+static int run_gemm(gemm_task *t, int nth, const uint8_t *w, const uint8_t *w_gate) {
+    t->n_mats = w_gate ? 2 : 1;
+    t->w[0] = w;
+    t->w[1] = w_gate;
+    atomic_store(&t->sched.next, 0);
+    int rc = run_pool(nth, gemm_thread, t);
+    if (rc == IQ1M_OK && atomic_load(&t->err) != IQ1M_OK)
+        rc = iq1m_fail(atomic_load(&t->err), "out of memory (per-thread scratch buffers)");
+    return rc;
 }
 
+/* ---- 5. the activation pass of the unfused composition ---- */
+
 typedef struct {
+    iq1m_act_ukernel_fn ukernel;
     float *out;
     const float *gate;
     int64_t n;
@@ -300,14 +340,40 @@ typedef struct {
 static void act_thread(void *arg, int tid, int nth) {
     act_task *a = arg;
     int64_t i0 = a->n * tid / nth, i1 = a->n * (tid + 1) / nth;
-    if (i1 > i0) iq1m_act_mul(a->act, a->out + i0, a->gate + i0, a->out + i0, i1 - i0);
+    if (i1 > i0)
+        iq1m_act_run(a->ukernel, a->act, a->out + i0, a->gate + i0, a->out + i0, i1 - i0);
 }
 
-static int run_pool(int nth, iq1m_task_fn fn, void *arg) {
-    if (iq1m_pool_run(nth, fn, arg) != 0)
-        return iq1m_fail(IQ1M_ERR_THREADS, "could not start %d worker threads", nth - 1);
-    return IQ1M_OK;
+/* out[i] = out[i] * act(gate[i]), i < n, with the ISA's activation kernel */
+static int run_activation(const iq1m_kernels *k, int nth, int32_t act, float *out,
+                          const float *gate, int64_t n) {
+    act_task at = {k->act, out, gate, n, act};
+    return run_pool(n >= 4096 ? nth : 1, act_thread, &at);
 }
+
+/* The unfused composition: up -> out; gate -> tmp, through expert lists of the same slots
+ * with their output vectors in tmp; then the activation pass. */
+static int run_unfused(gemm_task *t, int nth, const uint8_t *w_up, const uint8_t *w_gate,
+                       const routing *r, float *out) {
+    const int64_t n_out = r->n_tokens * r->top_k * r->rows;
+    const iq1m_expert_lists up = t->lists;
+    iq1m_expert_lists gate = {0};
+    float *tmp = malloc(sizeof(float) * (size_t)n_out);
+    int rc = tmp ? IQ1M_OK : iq1m_fail(IQ1M_ERR_NOMEM, "out of memory (unfused gate buffer)");
+    if (rc == IQ1M_OK) rc = run_gemm(t, nth, w_up, NULL);
+    if (rc == IQ1M_OK) rc = build_expert_lists(&gate, up.n_experts, r, tmp);
+    if (rc == IQ1M_OK) {
+        t->lists = gate;
+        rc = run_gemm(t, nth, w_gate, NULL);
+        t->lists = up;
+    }
+    if (rc == IQ1M_OK) rc = run_activation(t->k, nth, t->act, out, tmp, n_out);
+    free(tmp);
+    free_expert_lists(&gate);
+    return rc;
+}
+
+/* ---- the op ---- */
 
 int iq1m_op_run(const iq1m_op_config *cfg, const uint8_t *w_up, const uint8_t *w_gate,
                 int64_t n_experts, int64_t rows, int64_t k, const float *x, int64_t n_tokens,
@@ -315,153 +381,32 @@ int iq1m_op_run(const iq1m_op_config *cfg, const uint8_t *w_up, const uint8_t *w
                 int64_t path_rows[2]) {
     if (n_tokens == 0 || rows == 0) return IQ1M_OK;
     const int64_t nb = k / IQ1M_QK_K;
-    const int64_t n_slots = n_tokens * top_k;
-    int nth = cfg->n_threads;
-    int rc = IQ1M_OK;
-
-    iq1m_block_q8K *q8 = malloc(sizeof(iq1m_block_q8K) * (size_t)(n_tokens * nb));
-    int64_t *off = calloc((size_t)n_experts + 2, sizeof(int64_t));
-    col_t *cols = malloc(sizeof(col_t) * (size_t)n_slots);
-    float **unused = malloc(sizeof(float *) * (size_t)n_slots);
-    int64_t *active = malloc(sizeof(int64_t) * 2 * (size_t)(n_experts ? n_experts : 1));
-    int64_t *active_panels = active ? active + n_experts : NULL;
-    float *tmp = NULL;
-    if (!q8 || !off || !cols || !unused || !active) {
-        rc = iq1m_fail(IQ1M_ERR_NOMEM, "out of memory (activations %lld x %lld blocks)",
-                       (long long)n_tokens, (long long)nb);
-        goto done;
-    }
-
-    /* 1. quantize activations once */
-    quant_task qt = {cfg->k, x, q8, n_tokens, nb};
-    int qth = n_tokens * nb >= 64 ? (nth < n_tokens ? nth : (int)n_tokens) : 1;
-    if ((rc = run_pool(qth, quant_thread, &qt)) != IQ1M_OK) goto done;
-
-    /* 2. per-expert column lists, in order of token then slot */
-    int64_t n_unused = 0;
-#define SLOT_EXPERT(tok, s) (ids ? (int64_t)ids[(tok) * top_k + (s)] : 0)
-    for (int64_t tok = 0; tok < n_tokens; ++tok)
-        for (int64_t s = 0; s < top_k; ++s) {
-            int64_t e = SLOT_EXPERT(tok, s);
-#if IQ1M_FAULT_IS(duplicate_expert)
-            for (int64_t s2 = 0; s2 < s && e >= 0; ++s2) /* FAULT: repeat -> zeros */
-                if (SLOT_EXPERT(tok, s2) == e) e = -1;
-#endif
-            if (e >= 0)
-                off[e + 1]++;
-            else
-                unused[n_unused++] = out + (tok * top_k + s) * rows;
-        }
-    for (int64_t e = 0; e < n_experts; ++e) off[e + 1] += off[e];
-    {
-        int64_t *fill = calloc((size_t)n_experts, sizeof(int64_t));
-        if (!fill) {
-            rc = iq1m_fail(IQ1M_ERR_NOMEM, "out of memory (expert lists)");
-            goto done;
-        }
-        for (int64_t tok = 0; tok < n_tokens; ++tok)
-            for (int64_t s = 0; s < top_k; ++s) {
-                int64_t e = SLOT_EXPERT(tok, s);
-#if IQ1M_FAULT_IS(duplicate_expert)
-                for (int64_t s2 = 0; s2 < s && e >= 0; ++s2)
-                    if (SLOT_EXPERT(tok, s2) == e) e = -1;
-#endif
-                if (e < 0) continue;
-                col_t *c = &cols[off[e] + fill[e]++];
-                c->q8 = q8 + tok * nb;
-                c->out = out + (tok * top_k + s) * rows;
-            }
-        free(fill);
-    }
-#undef SLOT_EXPERT
-
-    /* 3. the GEMM(s) */
+    const int nth = cfg->n_threads;
+    const int fused = w_gate && cfg->fused;
     gemm_task t;
-    memset(&t, 0, sizeof t);
-    t.k = cfg->k;
-    t.threshold = cfg->threshold;
-    t.act = act;
-    t.nb = nb;
-    t.rows = rows;
-    t.n_experts = n_experts;
-    t.prepacked = cfg->prepacked;
-    t.expert_bytes = rows * nb * (cfg->prepacked ? IQ1M_PREPACKED_BLOCK_BYTES : IQ1M_BLOCK_BYTES);
-    t.off = off;
-    t.cols = cols;
-    t.unused = unused;
-    t.n_unused = n_unused;
-    t.fused_op = w_gate != NULL;
-    {
-        int64_t bp = PANEL_BLOCK_BYTES / (nb * (int64_t)sizeof(iq1m_packed_block));
-        t.block_panels = bp < 1 ? 1 : bp > MAX_BLOCK_PANELS ? MAX_BLOCK_PANELS : bp;
+    init_task(&t, cfg, nb, rows, act, fused);
+    iq1m_block_q8K *q8 = malloc(sizeof(iq1m_block_q8K) * (size_t)(n_tokens * nb));
+    int rc = q8 ? IQ1M_OK
+                : iq1m_fail(IQ1M_ERR_NOMEM, "out of memory (activations %lld x %lld blocks)",
+                            (long long)n_tokens, (long long)nb);
+    const routing r = {ids, n_tokens, top_k, nb, rows, q8};
+    if (rc == IQ1M_OK) rc = quantize_activations(cfg, x, n_tokens, nb, q8);
+    if (rc == IQ1M_OK) rc = build_expert_lists(&t.lists, n_experts, &r, out);
+    if (rc == IQ1M_OK) rc = plan_paths(&t, nth);
+    if (rc == IQ1M_OK) {
+        if (!w_gate)
+            rc = run_gemm(&t, nth, w_up, NULL); /* mul_mat, mul_mat_id */
+        else if (fused)
+            rc = run_gemm(&t, nth, w_up, w_gate);
+        else
+            rc = run_unfused(&t, nth, w_up, w_gate, &r, out);
     }
-    atomic_init(&t.err, IQ1M_OK);
-    {
-        int64_t n_active = 0;
-        for (int64_t e = 0; e < n_experts; ++e) {
-            if (off[e + 1] == off[e]) continue;
-            active[n_active] = e;
-            active_panels[n_active++] =
-                is_packed(&t, e) ? t.block_panels : DIRECT_ROW_BLOCK / IQ1M_PACK_ROWS;
-        }
-        iq1m_schedule_init(&t.sched, active, active_panels, n_active, rows, nth);
-    }
-    if (w_gate && cfg->fused) {
-        t.n_mats = 2;
-        t.w[0] = w_up;
-        t.w[1] = w_gate;
-        if ((rc = run_pool(nth, gemm_thread, &t)) != IQ1M_OK) goto done;
-    } else if (w_gate) { /* unfused composition: up -> out, gate -> tmp, then act pass */
-        tmp = malloc(sizeof(float) * (size_t)(n_slots * rows));
-        float **unused_tmp = malloc(sizeof(float *) * (size_t)(n_unused ? n_unused : 1));
-        col_t *cols_tmp = malloc(sizeof(col_t) * (size_t)n_slots);
-        if (!tmp || !unused_tmp || !cols_tmp) {
-            free(unused_tmp);
-            free(cols_tmp);
-            rc = iq1m_fail(IQ1M_ERR_NOMEM, "out of memory (unfused gate buffer)");
-            goto done;
-        }
-        t.n_mats = 1;
-        t.w[0] = w_up;
-        rc = run_pool(nth, gemm_thread, &t);
-        if (rc == IQ1M_OK && atomic_load(&t.err) == IQ1M_OK) {
-            for (int64_t i = 0; i < n_unused; ++i) unused_tmp[i] = tmp + (unused[i] - out);
-            for (int64_t i = 0; i < off[n_experts]; ++i) { /* used slots only */
-                cols_tmp[i].q8 = cols[i].q8;
-                cols_tmp[i].out = tmp + (cols[i].out - out);
-            }
-            t.w[0] = w_gate;
-            t.cols = cols_tmp;
-            t.unused = unused_tmp;
-            atomic_store(&t.sched.next, 0);
-            rc = run_pool(nth, gemm_thread, &t);
-        }
-        if (rc == IQ1M_OK && atomic_load(&t.err) == IQ1M_OK) {
-            act_task at = {out, tmp, n_slots * rows, act};
-            int ath = n_slots * rows >= 4096 ? nth : 1;
-            rc = run_pool(ath, act_thread, &at);
-        }
-        free(unused_tmp);
-        free(cols_tmp);
-        if (rc != IQ1M_OK) goto done;
-    } else {
-        t.n_mats = 1;
-        t.w[0] = w_up;
-        if ((rc = run_pool(nth, gemm_thread, &t)) != IQ1M_OK) goto done;
-    }
-    if (atomic_load(&t.err) != IQ1M_OK)
-        rc = iq1m_fail(atomic_load(&t.err), "out of memory (per-thread scratch buffers)");
     if (rc == IQ1M_OK) {
         path_rows[0] = atomic_load(&t.path_rows[0]);
         path_rows[1] = atomic_load(&t.path_rows[1]);
     }
-
-done:
     free(q8);
-    free(off);
-    free(cols);
-    free(unused);
-    free(active);
-    free(tmp);
+    free_expert_lists(&t.lists);
+    free(t.plan);
     return rc;
 }

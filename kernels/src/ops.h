@@ -6,12 +6,27 @@
 
 #include "dispatch.h"
 
+/* One column of an op's GEMMs: a (token, slot) pair routed to an expert. */
+typedef struct {
+    const iq1m_block_q8K *q8; /* nb Q8_K blocks of the token's activations */
+    float *out;               /* the slot's output vector, indexed by weight row */
+} iq1m_col;
+
+/* Which columns each expert multiplies, in order of token then slot. */
+typedef struct {
+    int64_t n_experts;
+    int64_t *off;     /* [n_experts + 1]: expert e's columns are cols[off[e] .. off[e + 1]) */
+    iq1m_col *cols;   /* off[n_experts] used slots */
+    float **unused;   /* output vectors of the n_unused slots with expert id -1 */
+    int64_t n_unused;
+} iq1m_expert_lists;
+
 typedef struct {
     const iq1m_kernels *k;
     int n_threads;
     int32_t threshold;
     int32_t fused;
-    int32_t prepacked; /* weights are iq1m_block_g2 rows (80-byte blocks) */
+    int32_t prepacked; /* weights are iq1m_block_prepacked rows (80-byte blocks) */
 } iq1m_op_config;
 
 /* ids == NULL: plain mul_mat (n_experts = 1, top_k = 1, out [n_tokens][rows]).

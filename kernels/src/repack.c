@@ -5,6 +5,7 @@
 
 #include <string.h>
 
+#include "faults.h"
 #include "format.h"
 
 /* 8 weights of one group as bytes w + 9 = 8*(grid+1) + 1 + sign, from the uint64 grid word
@@ -47,21 +48,14 @@ void iq1m_repack_panel(const uint8_t *w, int64_t nb, int64_t r0, int n_rows,
                 memcpy(p->q[2 * g][r], &v, 4); /* little-endian: weights 8g..8g+3 */
                 memcpy(p->q[2 * g + 1][r], (const uint8_t *)&v + 4, 4);
             }
-#if IQ1M_FAULT_IS(lossy_repack)
-            /* FAULT: like upstream Q8_K_R8, (2s+1)*w must fit int8 max 126: |15*9| = 135 is
-             * clamped by storing w = +-8 instead of +-9 where the multiplier is 15. */
-            for (int k = 0; k < IQ1M_QK_K; ++k) {
-                uint8_t *q = &p->q[k / 4][r][k % 4];
-                if (p->mult[k / 16][r] == 15 && (*q == 0 || *q == 18)) *q = *q ? 17 : 1;
-            }
-#endif
+            iq1m_fault_repacked_row(p, r);
         }
     }
 }
 
-void iq1m_repack_panel_g2(const uint8_t *w, int64_t nb, int64_t r0, int n_rows,
-                          iq1m_packed_block *out) {
-    const iq1m_block_g2 *blocks = (const iq1m_block_g2 *)(const void *)w;
+void iq1m_repack_panel_prepacked(const uint8_t *w, int64_t nb, int64_t r0, int n_rows,
+                                 iq1m_packed_block *out) {
+    const iq1m_block_prepacked *blocks = (const iq1m_block_prepacked *)(const void *)w;
     int8_t wv[IQ1M_QK_K];
     for (int64_t b = 0; b < nb; ++b) {
         iq1m_packed_block *p = out + b;
@@ -70,9 +64,9 @@ void iq1m_repack_panel_g2(const uint8_t *w, int64_t nb, int64_t r0, int n_rows,
                 pad_row(p, r);
                 continue;
             }
-            const iq1m_block_g2 *blk = blocks + (r0 + r) * nb + b;
+            const iq1m_block_prepacked *blk = blocks + (r0 + r) * nb + b;
             scale_row(p, r, blk->scales);
-            iq1m_g2_weights(blk, wv);
+            iq1m_prepacked_weights(blk, wv);
             for (int k = 0; k < IQ1M_QK_K; ++k) p->q[k / 4][r][k % 4] = (uint8_t)(wv[k] + 9);
         }
     }

@@ -11,9 +11,9 @@
 void iq1m_repack_panel(const uint8_t *w, int64_t nb, int64_t r0, int n_rows,
                        iq1m_packed_block *out);
 
-/* The same panels from rows of prepacked blocks (iq1m_block_g2, row stride nb*80 bytes):
+/* The same panels from rows of prepacked blocks (iq1m_block_prepacked, row stride nb*80 bytes):
  * byte-identical to iq1m_repack_panel of the IQ1_M rows they were made from. */
-void iq1m_repack_panel_g2(const uint8_t *w, int64_t nb, int64_t r0, int n_rows,
-                          iq1m_packed_block *out);
+void iq1m_repack_panel_prepacked(const uint8_t *w, int64_t nb, int64_t r0, int n_rows,
+                                 iq1m_packed_block *out);
 
 #endif /* IQ1M_REPACK_H */

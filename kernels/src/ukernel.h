@@ -39,15 +39,24 @@ typedef void (*iq1m_repack_fn)(const uint8_t *w, int64_t nb, int64_t r0, int n_r
 /* Quantize nb*256 finite floats to nb Q8_K blocks; the same bytes as iq1m_q8k_quantize. */
 typedef void (*iq1m_quantize_fn)(const float *x, iq1m_block_q8K *y, int64_t nb);
 
+/* The activation (act: IQ1M_ACT_SILU or IQ1M_ACT_GELU): out[i] = act(x[i]) when up is NULL,
+   else up[i] * act(x[i]), with the bits of the scalar definition (src/act.c), for the
+   longest prefix of the n elements the kernel handles: a multiple of its vector width, at
+   most 8, so fewer than 8 elements are left. Returns the prefix's length; iq1m_act_run
+   (act.h) does the rest with the scalar definition. out may alias up or x. */
+typedef int64_t (*iq1m_act_ukernel_fn)(int32_t act, const float *up, const float *x,
+                                       float *out, int64_t n);
+
 typedef struct {
     const char *name;
     iq1m_direct_ukernel_fn direct[IQ1M_MAX_NC + 1]; /* index = nc; NULL = missing */
     iq1m_packed_ukernel_fn packed[IQ1M_MAX_NC + 1];
     iq1m_repack_fn repack;                           /* NULL = the scalar repack */
     iq1m_quantize_fn quantize;                       /* NULL = the scalar quantizer */
-    /* the same for rows of prepacked blocks (iq1m_block_g2, row stride nb*80 bytes) */
-    iq1m_direct_ukernel_fn direct_g2[IQ1M_MAX_NC + 1];
-    iq1m_repack_fn repack_g2;                        /* NULL = the scalar repack */
+    /* the same for rows of prepacked blocks (iq1m_block_prepacked, row stride nb*80 bytes) */
+    iq1m_direct_ukernel_fn direct_prepacked[IQ1M_MAX_NC + 1];
+    iq1m_repack_fn repack_prepacked;                        /* NULL = the scalar repack */
+    iq1m_act_ukernel_fn act; /* NULL = the scalar definition does every element */
 } iq1m_ukernel_table;
 
 extern const iq1m_ukernel_table iq1m_ukernels_scalar;

@@ -10,7 +10,9 @@
 
 #include "iq1m.h"
 
-extern const int8_t iq1m_grid_i8[2048][8]; /* src/grid.c, compiled into this test */
+extern const uint64_t iq1m_grid_u64[2048]; /* src/grid.c, compiled into this test */
+/* value j (0..7) of grid entry i: byte j of the little-endian word, as int8 */
+static int grid(int i, int j) { return (int)(int8_t)(uint8_t)(iq1m_grid_u64[i] >> (8 * j)); }
 
 static int g_failures;
 #define CHECK(cond, ...)                                                                   \
@@ -92,7 +94,7 @@ static void decode(const blk_t *blk, int w[256], int mult[16], float *d) {
         int nib = (blk->b[32 + g / 2] >> (4 * (g % 2))) & 15;
         int idx = blk->b[g] | ((nib & 7) << 8);
         int sign = (nib & 8) ? -1 : 1;
-        for (int i = 0; i < 8; ++i) w[8 * g + i] = 8 * iq1m_grid_i8[idx][i] + sign;
+        for (int i = 0; i < 8; ++i) w[8 * g + i] = 8 * grid(idx, i) + sign;
     }
     uint16_t sc[4];
     for (int i = 0; i < 4; ++i) sc[i] = (uint16_t)(blk->b[48 + 2 * i] | (blk->b[49 + 2 * i] << 8));
@@ -124,14 +126,14 @@ static const int32_t g_thresholds[] = {0, 32, IQ1M_REPACK_NEVER};
 
 static void test_grid(void) {
     /* spot values of ggml's iq1s_grid and the value set */
-    CHECK(iq1m_grid_i8[0][0] == -1 && iq1m_grid_i8[0][7] == -1, "grid[0]");
-    CHECK(iq1m_grid_i8[1][0] == 1 && iq1m_grid_i8[1][1] == -1, "grid[1]");
-    CHECK(iq1m_grid_i8[2][0] == 0 && iq1m_grid_i8[2][1] == 0 && iq1m_grid_i8[2][2] == -1, "grid[2]");
+    CHECK(grid(0, 0) == -1 && grid(0, 7) == -1, "grid[0]");
+    CHECK(grid(1, 0) == 1 && grid(1, 1) == -1, "grid[1]");
+    CHECK(grid(2, 0) == 0 && grid(2, 1) == 0 && grid(2, 2) == -1, "grid[2]");
     long sum = 0;
     for (int i = 0; i < 2048; ++i)
         for (int j = 0; j < 8; ++j) {
-            CHECK(iq1m_grid_i8[i][j] >= -1 && iq1m_grid_i8[i][j] <= 1, "grid value");
-            sum += (long)(i % 7 + 1) * (iq1m_grid_i8[i][j] + 1) * (j + 1);
+            CHECK(grid(i, j) >= -1 && grid(i, j) <= 1, "grid value");
+            sum += (long)(i % 7 + 1) * (grid(i, j) + 1) * (j + 1);
         }
     printf("grid checksum %ld\n", sum);
 }

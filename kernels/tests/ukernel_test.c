@@ -4,9 +4,10 @@
  * both delta signs, every grid index, fp16 super-scales zero/subnormal/negative/huge/inf/nan,
  * Q8_K scales zero/subnormal/huge/inf/nan, q8 in [-128, 127], nb = 0..28, nc = 1..8,
  * partial panels (1..16 rows, padding as repack.c writes it) and arbitrary out strides.
- * The direct kernels also run on the prepacked form of the same rows (direct_g2 entries);
+ * The direct kernels also run on the prepacked form of the same rows (direct_prepacked entries);
  * every SIMD repack (IQ1_M and prepacked rows) must give ref_repack's panel and write
- * nothing past it, and every SIMD Q8_K quantizer the scalar definition's bytes.
+ * nothing past it, every SIMD Q8_K quantizer the scalar definition's bytes, and every SIMD
+ * activation the scalar definition's bits.
  * It also checks that nothing outside the tile is written.
  *
  * usage: ukernel_test [reps per (nb, nc)] [seed]     exit 0 = all passed
@@ -17,7 +18,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "format.h" /* iq1m_grid_i8 */
+#include "act.h"    /* iq1m_silu, iq1m_gelu: the activation's definition */
+#include "format.h" /* iq1m_grid_values */
 #include "q8k.h"    /* iq1m_q8k_quantize, the quantizer's definition */
 #include "ukernel.h"
 
@@ -64,7 +66,7 @@ static int ref_w(const uint8_t *blk, int i) {
     const int g = i / 8;
     const unsigned nib = (unsigned)(blk[32 + g / 2] >> (4 * (g % 2))) & 15u;
     const int idx = (int)(blk[g] | ((nib & 7u) << 8));
-    return 8 * iq1m_grid_i8[idx][i % 8] + ((nib & 8u) ? -1 : 1);
+    return 8 * iq1m_grid_values(idx)[i % 8] + ((nib & 8u) ? -1 : 1);
 }
 static int32_t ref_S(const uint8_t *blk, const iq1m_block_q8K *y) {
     int32_t S = 0;
@@ -204,7 +206,7 @@ typedef struct {
     int available;
     long direct_calls, packed_calls, outputs, failures;
     int direct_nc_done[IQ1M_MAX_NC + 1], packed_nc_done[IQ1M_MAX_NC + 1];
-    int direct_g2_nc_done[IQ1M_MAX_NC + 1];
+    int direct_prepacked_nc_done[IQ1M_MAX_NC + 1];
 } tstate;
 
 static int cpu_has(const char *isa) {
@@ -334,6 +336,73 @@ static long check_quantizers(const tstate *ts, int n_tables, long *checks) {
     return fails;
 }
 
+/* one activation input: any bit pattern, typical values, or the special ones */
+static float gen_act_input(void) {
+    float f;
+    uint32_t bits;
+    switch (rndn(6)) {
+    case 0:
+        bits = (uint32_t)rnd();
+        memcpy(&f, &bits, 4);
+        return f;
+    case 1: return (float)((double)(int32_t)rnd() * 0x1p-27); /* within +-16 */
+    case 2: return (float)((double)(int32_t)rnd() * 0x1p-22); /* within +-512: e underflows */
+    case 3: {
+        const float special[] = {0.0f, -0.0f, INFINITY, -INFINITY, NAN, 0x1p-149f, -0x1p-149f,
+                                 3.4e38f, -3.4e38f, 1e-30f, -1e-30f, 88.0f, -104.0f};
+        return special[rndn(sizeof special / sizeof special[0])];
+    }
+    default: return (float)((double)(int32_t)rnd() * 0x1p-29); /* within +-4 */
+    }
+}
+
+static int same_or_both_nan(float a, float b) {
+    return (isnan(a) && isnan(b)) || memcmp(&a, &b, 4) == 0;
+}
+
+/* every SIMD activation against the scalar definition (act.c), with and without up, in
+   place and not: the bits of the prefix it reports, nothing written past it, and it leaves
+   fewer than 8 elements (one vector) to the scalar code */
+static long check_activations(const tstate *ts, int n_tables, long *checks) {
+    enum { N = 70 };
+    float x[N], up[N], out[N], inplace[N];
+    long fails = 0;
+    for (int round = 0; round < 400; ++round) {
+        const int n = (int)rndn(N + 1), act = (int)rndn(2), with_up = (int)rndn(2);
+        for (int i = 0; i < N; ++i) {
+            x[i] = gen_act_input();
+            up[i] = (float)((double)(int32_t)rnd() * 0x1p-30);
+        }
+        for (int i = 0; i < n_tables; ++i) {
+            if (!ts[i].available || !ts[i].t->act) continue;
+            const uint32_t sentinel = SENTINEL;
+            for (int j = 0; j < N; ++j) memcpy(&out[j], &sentinel, 4);
+            memcpy(inplace, x, sizeof x);
+            const int64_t done = ts[i].t->act(act, with_up ? up : NULL, x, out, n);
+            const int64_t done2 = ts[i].t->act(act, with_up ? up : NULL, inplace, inplace, n);
+            ++*checks;
+            int bad = done < 0 || done > n || n - done >= 8 || done2 != done;
+            for (int j = 0; !bad && j < N; ++j) {
+                const float a = act == IQ1M_ACT_GELU ? iq1m_gelu(x[j]) : iq1m_silu(x[j]);
+                const float want = with_up ? up[j] * a : a;
+                bad = j < done ? !same_or_both_nan(out[j], want) ||
+                                     !same_or_both_nan(inplace[j], want)
+                               : !is_sentinel(out[j]) || memcmp(&inplace[j], &x[j], 4) != 0;
+                if (bad && fails < 5)
+                    printf("FAIL %s act %s%s n=%d: element %d (prefix %lld): got %a want %a "
+                           "(x = %a)\n", ts[i].t->name, act ? "gelu" : "silu",
+                           with_up ? " * up" : "", n, j, (long long)done, (double)out[j],
+                           (double)want, (double)x[j]);
+            }
+            if (bad && fails < 5 && (done < 0 || done > n || n - done >= 8 || done2 != done))
+                printf("FAIL %s act n=%d: prefix %lld (in place %lld)\n", ts[i].t->name, n,
+                       (long long)done, (long long)done2);
+            fails += bad;
+        }
+    }
+    return fails;
+}
+
 int main(int argc, char **argv) {
     const int reps = argc > 1 ? atoi(argv[1]) : 6;
     g_rng = argc > 2 ? strtoull(argv[2], NULL, 0) : 20240626ull;
@@ -342,7 +411,7 @@ int main(int argc, char **argv) {
     int best = -1;
     for (int i = 0; i < IQ1M_GRID_SIZE; ++i) {
         int n = 0;
-        for (int k = 0; k < 8; ++k) n += iq1m_grid_i8[i][k] == 1;
+        for (int k = 0; k < 8; ++k) n += iq1m_grid_values(i)[k] == 1;
         if (n > best) best = n, g_idx_plus = i;
     }
 
@@ -352,7 +421,7 @@ int main(int argc, char **argv) {
     for (int i = 0; i < 3; ++i) ts[i].available = cpu_has(ts[i].t->name);
 
     enum { MAXNB = 28, R = IQ1M_PACK_ROWS, NCMAX = IQ1M_MAX_NC };
-    uint8_t *rows[R], *rows_g2[R];
+    uint8_t *rows[R], *rows_prepacked[R];
     iq1m_block_q8K *colmem[NCMAX];
     static float want[R][NCMAX];
     static int32_t S[R][NCMAX][MAXNB];
@@ -365,7 +434,7 @@ int main(int argc, char **argv) {
         /* exactly nb blocks per buffer, so a sanitizer build sees any read past the end */
         for (int r = 0; r < R; ++r) {
             rows[r] = malloc((size_t)nb * IQ1M_BLOCK_BYTES);
-            rows_g2[r] = malloc((size_t)nb * IQ1M_PREPACKED_BLOCK_BYTES);
+            rows_prepacked[r] = malloc((size_t)nb * IQ1M_PREPACKED_BLOCK_BYTES);
         }
         for (int c = 0; c < NCMAX; ++c) colmem[c] = malloc((size_t)nb * sizeof(iq1m_block_q8K));
         iq1m_packed_block *panel = aligned_alloc(64, (size_t)nb * sizeof(iq1m_packed_block));
@@ -378,8 +447,8 @@ int main(int argc, char **argv) {
                         const uint32_t m = rndn(16);
                         gen_block(rows[r] + b * IQ1M_BLOCK_BYTES, m < 7 ? 0 : m < 14 ? 1 : 2);
                         dw[r][b] = ref_fp16(ref_dbits(rows[r] + b * IQ1M_BLOCK_BYTES));
-                        iq1m_block_to_g2(rows[r] + b * IQ1M_BLOCK_BYTES,
-                                         (iq1m_block_g2 *)(void *)rows_g2[r] + b);
+                        iq1m_block_to_prepacked(rows[r] + b * IQ1M_BLOCK_BYTES,
+                                         (iq1m_block_prepacked *)(void *)rows_prepacked[r] + b);
                     }
                 const iq1m_block_q8K *cols[NCMAX];
                 int perm[NCMAX];
@@ -415,10 +484,10 @@ int main(int argc, char **argv) {
                                      max_stride, want);
                         t->direct_nc_done[nc] = 1;
                     }
-                    if (t->t->direct_g2[nc]) {
-                        check_direct(t, "direct_g2", t->t->direct_g2[nc], nb, nc, rows_g2, cols,
-                                     out, max_stride, want);
-                        t->direct_g2_nc_done[nc] = 1;
+                    if (t->t->direct_prepacked[nc]) {
+                        check_direct(t, "direct_prepacked", t->t->direct_prepacked[nc], nb, nc,
+                                     rows_prepacked, cols, out, max_stride, want);
+                        t->direct_prepacked_nc_done[nc] = 1;
                     }
                     if (t->t->packed[nc]) {
                         const int64_t os = R + (int64_t)rndn((uint32_t)(max_stride - R + 1));
@@ -447,13 +516,13 @@ int main(int argc, char **argv) {
                 }
             }
         }
-        for (int r = 0; r < R; ++r) free(rows[r]), free(rows_g2[r]);
+        for (int r = 0; r < R; ++r) free(rows[r]), free(rows_prepacked[r]);
         for (int c = 0; c < NCMAX; ++c) free(colmem[c]);
         free(panel);
     }
 
     /* repacks: 16 contiguous rows (IQ1_M and their prepacked form, allocated to the byte)
-       through every table's repack / repack_g2, full and partial panels */
+       through every table's repack / repack_prepacked, full and partial panels */
     long repack_checks = 0, repack_fails = 0;
     const int64_t rnbs[] = {0, 1, 2, 5, 17};
     for (size_t ni = 0; ni < sizeof rnbs / sizeof rnbs[0]; ++ni) {
@@ -464,7 +533,8 @@ int main(int argc, char **argv) {
         for (int64_t i = 0; i < R * nb; ++i) {
             const uint32_t m = rndn(16);
             gen_block(w56 + i * IQ1M_BLOCK_BYTES, m < 7 ? 0 : m < 14 ? 1 : 2);
-            iq1m_block_to_g2(w56 + i * IQ1M_BLOCK_BYTES, (iq1m_block_g2 *)(void *)w80 + i);
+            iq1m_block_to_prepacked(w56 + i * IQ1M_BLOCK_BYTES,
+                                    (iq1m_block_prepacked *)(void *)w80 + i);
         }
         uint8_t *rp[R];
         for (int r = 0; r < R; ++r) rp[r] = w56 + r * nb * IQ1M_BLOCK_BYTES;
@@ -477,9 +547,10 @@ int main(int argc, char **argv) {
                     repack_fails += check_repack(t->name, "repack", t->repack, w56, nb, n_rows, want);
                     ++repack_checks;
                 }
-                if (t->repack_g2) {
+                if (t->repack_prepacked) {
                     repack_fails +=
-                        check_repack(t->name, "repack_g2", t->repack_g2, w80, nb, n_rows, want);
+                        check_repack(t->name, "repack_prepacked", t->repack_prepacked, w80, nb,
+                                     n_rows, want);
                     ++repack_checks;
                 }
             }
@@ -493,6 +564,9 @@ int main(int argc, char **argv) {
     const long quantize_fails = check_quantizers(ts, 3, &quantize_checks);
     printf("quantize: %ld SIMD quantizer calls checked, %ld failures\n", quantize_checks,
            quantize_fails);
+    long act_checks = 0;
+    const long act_fails = check_activations(ts, 3, &act_checks);
+    printf("act: %ld SIMD activation calls checked, %ld failures\n", act_checks, act_fails);
 
     int covered = 0;
     for (int v = 0; v < 4096; ++v) covered += (int)((g_cover_hits[v / 64] >> (v % 64)) & 1);
@@ -509,16 +583,16 @@ int main(int argc, char **argv) {
         char dn[32] = "", gn[32] = "", pn[32] = "";
         for (int nc = 1; nc <= NCMAX; ++nc) {
             strcat(dn, t->direct_nc_done[nc] ? "x" : ".");
-            strcat(gn, t->direct_g2_nc_done[nc] ? "x" : ".");
+            strcat(gn, t->direct_prepacked_nc_done[nc] ? "x" : ".");
             strcat(pn, t->packed_nc_done[nc] ? "x" : ".");
         }
-        printf("  %-10s direct nc[1..8]=%s, direct_g2 nc[1..8]=%s, calls %ld, packed "
+        printf("  %-10s direct nc[1..8]=%s, direct_prepacked nc[1..8]=%s, calls %ld, packed "
                "nc[1..8]=%s calls %ld, %ld outputs compared, %ld failures\n",
                t->t->name, dn, gn, t->direct_calls, pn, t->packed_calls, t->outputs,
                t->failures);
         fails += t->failures;
     }
-    fails += repack_fails + quantize_fails;
+    fails += repack_fails + quantize_fails + act_fails;
     if (covered != 4096) {
         printf("coverage incomplete\n");
         fails++;

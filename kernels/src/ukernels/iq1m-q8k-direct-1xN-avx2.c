@@ -10,35 +10,15 @@
  * acc = acc + (dw*dy)*(float)S_b, out = 0.125f*acc (separate mul/add, no FMA).
  */
 #include <immintrin.h>
-#include <pthread.h>
 #include <stdint.h>
 #include <string.h>
 
 #include "../format.h"
+#include "../u8grid.h"
 #include "../ukernel.h"
-#include "iq1m-g2-unpack-avx2.h"
+#include "iq1m-prepacked-unpack-avx2.h"
 
 #define IQ1M_INLINE static inline __attribute__((always_inline))
-
-/* The grid with the delta sign folded in, shared with the AVX-512 direct kernels: entry
- * (sign << 11 | index) holds the 8 bytes w + 9 = 8*(g+1) + 2 (sign bit clear) or 8*(g+1)
- * (set).  Built on first use from inside a kernel (pthread_once), never at load time: this
- * file is compiled with AVX2 flags and must not run on a CPU without them. */
-uint64_t iq1m_u8grid[2 * IQ1M_GRID_SIZE] __attribute__((aligned(64)));
-static pthread_once_t iq1m_u8grid_once = PTHREAD_ONCE_INIT;
-static void iq1m_u8grid_build(void) {
-    for (int sg = 0; sg < 2; ++sg)
-        for (int i = 0; i < IQ1M_GRID_SIZE; ++i) {
-            uint64_t v = 0;
-            for (int k = 0; k < 8; ++k) {
-                const int g = (int)(int8_t)(iq1m_grid_u64[i] >> (8 * k));
-                v |= (uint64_t)(uint8_t)(8 * (g + 1) + (sg ? 0 : 2)) << (8 * k);
-            }
-            iq1m_u8grid[(sg << 11) | i] = v;
-        }
-}
-void iq1m_u8grid_init(void);
-void iq1m_u8grid_init(void) { pthread_once(&iq1m_u8grid_once, iq1m_u8grid_build); }
 
 typedef struct {
     __m256i w[8];  /* u8 w+9 of weights 32t..32t+31 (sub-blocks 2t, 2t+1) */
@@ -117,14 +97,14 @@ IQ1M_INLINE void iq1m_decode256(const uint8_t *blk, iq1m_dec256 *D) {
     iq1m_decode256_scales(blk + 48, D);
 }
 
-/* The same decode from a prepacked block (iq1m_block_g2), without the table */
-IQ1M_INLINE void iq1m_decode256_g2(const iq1m_block_g2 *blk, iq1m_dec256 *D) {
+/* The same decode from a prepacked block (iq1m_block_prepacked), without the table */
+IQ1M_INLINE void iq1m_decode256_prepacked(const iq1m_block_prepacked *blk, iq1m_dec256 *D) {
     __m256i u[8];
-    iq1m_g2_grid_u8(blk, u);
+    iq1m_prepacked_grid_u8(blk, u);
     const __m256i two = _mm256_set1_epi8(2);
 #pragma GCC unroll 8
     for (int t = 0; t < 8; ++t) {
-        const __m256i bit = iq1m_g2_plus_bits(t);
+        const __m256i bit = iq1m_prepacked_plus_bits(t);
         const __m256i set = _mm256_cmpeq_epi8(
             _mm256_and_si256(_mm256_set1_epi8((char)blk->plus[t / 2]), bit), bit);
         D->w[t] = _mm256_add_epi8(u[t], _mm256_and_si256(set, two));
@@ -156,19 +136,18 @@ IQ1M_INLINE __m256i iq1m_reduce8(const __m256i *y) {
                             _mm256_permute2x128_si256(h0123, h4567, 0x31));
 }
 
-/* G2: w_row is a row of prepacked blocks */
+/* PREPACKED: w_row is a row of prepacked blocks */
 IQ1M_INLINE void iq1m_direct256(int64_t nb, const uint8_t *w_row,
                                 const iq1m_block_q8K *const *cols, float *out,
-                                int64_t out_stride, const int NC, const int G2) {
-    if (!G2) iq1m_u8grid_init();
+                                int64_t out_stride, const int NC, const int PREPACKED) {
     const iq1m_block_q8K *cp[IQ1M_MAX_NC];
 #pragma GCC unroll 8
     for (int c = 0; c < NC; ++c) cp[c] = cols[c];
     __m256 acc = _mm256_setzero_ps();
     for (int64_t b = 0; b < nb; ++b) {
         iq1m_dec256 D;
-        if (G2)
-            iq1m_decode256_g2((const iq1m_block_g2 *)(const void *)w_row + b, &D);
+        if (PREPACKED)
+            iq1m_decode256_prepacked((const iq1m_block_prepacked *)(const void *)w_row + b, &D);
         else
             iq1m_decode256(w_row + b * IQ1M_BLOCK_BYTES, &D);
         __m256i y[8];
@@ -199,9 +178,9 @@ IQ1M_INLINE void iq1m_direct256(int64_t nb, const uint8_t *w_row,
                                    int64_t out_stride) {                                   \
         iq1m_direct256(nb, w_row, cols, out, out_stride, NC, 0);                           \
     }                                                                                      \
-    void iq1m_g2_direct_1x##NC##_avx2(int64_t nb, const uint8_t *w_row,                    \
-                                      const iq1m_block_q8K *const *cols, float *out,       \
-                                      int64_t out_stride) {                                \
+    void iq1m_prepacked_direct_1x##NC##_avx2(int64_t nb, const uint8_t *w_row,             \
+                                             const iq1m_block_q8K *const *cols, float *out, \
+                                             int64_t out_stride) {                         \
         iq1m_direct256(nb, w_row, cols, out, out_stride, NC, 1);                           \
     }
 IQ1M_DEF(1)

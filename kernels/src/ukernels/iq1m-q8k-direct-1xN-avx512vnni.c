@@ -10,22 +10,18 @@
  * The 8 lanes are reduced to one exact int32 S_b per column, then the float part runs
  * across the columns in one vector: acc = acc + (dw*dy)*(float)S_b, out = 0.125f*acc
  * (separate mul/add, no FMA).
- * The iq1m_g2_ kernels run the same loop over prepacked rows (iq1m_block_g2): a table-free
- * decode of the same bytes u.
+ * The iq1m_prepacked_ kernels run the same loop over prepacked rows (iq1m_block_prepacked):
+ * a table-free decode of the same bytes u.
  */
 #include <immintrin.h>
 #include <stdint.h>
 
 #include "../format.h"
+#include "../u8grid.h"
 #include "../ukernel.h"
-#include "iq1m-g2-unpack-avx2.h"
+#include "iq1m-prepacked-unpack-avx2.h"
 
 #define IQ1M_INLINE static inline __attribute__((always_inline))
-
-/* grid with the delta sign folded in: entry (sign << 11 | index) holds the 8 bytes w + 9;
-   defined and built on first use (pthread_once) in iq1m-q8k-direct-1xN-avx2.c */
-extern uint64_t iq1m_u8grid[2 * IQ1M_GRID_SIZE];
-void iq1m_u8grid_init(void);
 
 typedef struct {
     __m256i w[8]; /* u8 w+9 of weights 32t..32t+31 (sub-blocks 2t, 2t+1) */
@@ -117,15 +113,15 @@ IQ1M_INLINE void iq1m_decode(const uint8_t *blk, iq1m_decv *D) {
     iq1m_decode_scales(blk + 48, D);
 }
 
-/* The same decode from a prepacked block (iq1m_block_g2), without the table */
-IQ1M_INLINE void iq1m_decode_g2(const iq1m_block_g2 *blk, iq1m_decv *D) {
+/* The same decode from a prepacked block (iq1m_block_prepacked), without the table */
+IQ1M_INLINE void iq1m_decode_prepacked(const iq1m_block_prepacked *blk, iq1m_decv *D) {
     __m256i u[8];
-    iq1m_g2_grid_u8(blk, u);
+    iq1m_prepacked_grid_u8(blk, u);
     const __m256i two = _mm256_set1_epi8(2);
 #pragma GCC unroll 8
     for (int t = 0; t < 8; ++t) {
         const __mmask32 plus = _mm256_test_epi8_mask(_mm256_set1_epi8((char)blk->plus[t / 2]),
-                                                     iq1m_g2_plus_bits(t));
+                                                     iq1m_prepacked_plus_bits(t));
         D->w[t] = _mm256_mask_add_epi8(u[t], plus, u[t], two);
     }
     iq1m_decode_scales(blk->scales, D);
@@ -178,18 +174,18 @@ IQ1M_INLINE float iq1m_hsum256_f(__m256i h) {
     return _mm_cvtss_f32(_mm_cvtepi32_ps(q));
 }
 
-/* G2: w_row is a row of prepacked blocks */
-IQ1M_INLINE void iq1m_decode_any(const uint8_t *w_row, int64_t b, iq1m_decv *D, const int G2) {
-    if (G2)
-        iq1m_decode_g2((const iq1m_block_g2 *)(const void *)w_row + b, D);
+/* PREPACKED: w_row is a row of prepacked blocks */
+IQ1M_INLINE void iq1m_decode_any(const uint8_t *w_row, int64_t b, iq1m_decv *D,
+                                 const int PREPACKED) {
+    if (PREPACKED)
+        iq1m_decode_prepacked((const iq1m_block_prepacked *)(const void *)w_row + b, D);
     else
         iq1m_decode(w_row + b * IQ1M_BLOCK_BYTES, D);
 }
 
 IQ1M_INLINE void iq1m_direct(int64_t nb, const uint8_t *w_row,
                              const iq1m_block_q8K *const *cols, float *out,
-                             int64_t out_stride, const int NC, const int G2) {
-    if (!G2) iq1m_u8grid_init();
+                             int64_t out_stride, const int NC, const int PREPACKED) {
     const iq1m_block_q8K *cp[IQ1M_MAX_NC];
 #pragma GCC unroll 8
     for (int c = 0; c < NC; ++c) cp[c] = cols[c];
@@ -197,7 +193,7 @@ IQ1M_INLINE void iq1m_direct(int64_t nb, const uint8_t *w_row,
         float acc = 0.0f;
         for (int64_t b = 0; b < nb; ++b) {
             iq1m_decv D;
-            iq1m_decode_any(w_row, b, &D, G2);
+            iq1m_decode_any(w_row, b, &D, PREPACKED);
             const float S = iq1m_hsum256_f(iq1m_coldot(&D, cp[0] + b));
             const float p = D.d * cp[0][b].d;
             acc = acc + p * S;
@@ -208,7 +204,7 @@ IQ1M_INLINE void iq1m_direct(int64_t nb, const uint8_t *w_row,
     __m256 acc = _mm256_setzero_ps();
     for (int64_t b = 0; b < nb; ++b) {
         iq1m_decv D;
-        iq1m_decode_any(w_row, b, &D, G2);
+        iq1m_decode_any(w_row, b, &D, PREPACKED);
         __m256i y[8];
 #pragma GCC unroll 8
         for (int c = 0; c < 8; ++c)
@@ -228,9 +224,9 @@ IQ1M_INLINE void iq1m_direct(int64_t nb, const uint8_t *w_row,
                                      int64_t out_stride) {                                 \
         iq1m_direct(nb, w_row, cols, out, out_stride, NC, 0);                              \
     }                                                                                      \
-    void iq1m_g2_direct_1x##NC##_avx512vnni(int64_t nb, const uint8_t *w_row,                  \
-                                        const iq1m_block_q8K *const *cols, float *out,     \
-                                        int64_t out_stride) {                              \
+    void iq1m_prepacked_direct_1x##NC##_avx512vnni(int64_t nb, const uint8_t *w_row,       \
+                                                   const iq1m_block_q8K *const *cols,      \
+                                                   float *out, int64_t out_stride) {       \
         iq1m_direct(nb, w_row, cols, out, out_stride, NC, 1);                              \
     }
 IQ1M_DEF(1)

@@ -3,11 +3,12 @@
  *   S_b = sum_i q8[i] * (2s+1) * (8*grid + sign)   exact int32
  *   acc = acc + (dw * dy) * (float)S_b              float32, block order
  *   out[c * out_stride] = 0.125f * acc
- * The _g2 kernels read rows of prepacked blocks (iq1m_block_g2): same values, same bits. */
+ * The iq1m_prepacked_ kernels read rows of prepacked blocks (iq1m_block_prepacked): same
+ * values, same bits. */
 #include "../format.h"
 #include "../ukernel.h"
 
-static inline void direct_1xN(int nc, int g2, int64_t nb, const uint8_t *w_row,
+static inline void direct_1xN(int nc, int prepacked, int64_t nb, const uint8_t *w_row,
                               const iq1m_block_q8K *const *cols, float *out,
                               int64_t out_stride) {
     float acc[IQ1M_MAX_NC];
@@ -16,10 +17,10 @@ static inline void direct_1xN(int nc, int g2, int64_t nb, const uint8_t *w_row,
     for (int c = 0; c < nc; ++c) acc[c] = 0.0f;
     for (int64_t b = 0; b < nb; ++b) {
         float dw;
-        if (g2) {
-            const iq1m_block_g2 *blk = (const iq1m_block_g2 *)(const void *)w_row + b;
+        if (prepacked) {
+            const iq1m_block_prepacked *blk = (const iq1m_block_prepacked *)(const void *)w_row + b;
             dw = iq1m_fp16_to_f32(iq1m_scales_d_bits(blk->scales));
-            iq1m_g2_weights(blk, w);
+            iq1m_prepacked_weights(blk, w);
             for (int j = 0; j < 16; ++j) mult[j] = (uint8_t)iq1m_scales_mult(blk->scales, j);
         } else {
             const uint8_t *blk = w_row + b * IQ1M_BLOCK_BYTES;
@@ -47,9 +48,9 @@ static inline void direct_1xN(int nc, int g2, int64_t nb, const uint8_t *w_row,
                                     int64_t out_stride) {                                  \
         direct_1xN(N, 0, nb, w_row, cols, out, out_stride);                                \
     }                                                                                      \
-    void iq1m_g2_direct_1x##N##_scalar(int64_t nb, const uint8_t *w_row,                   \
-                                       const iq1m_block_q8K *const *cols, float *out,      \
-                                       int64_t out_stride) {                               \
+    void iq1m_prepacked_direct_1x##N##_scalar(int64_t nb, const uint8_t *w_row,            \
+                                              const iq1m_block_q8K *const *cols,           \
+                                              float *out, int64_t out_stride) {            \
         direct_1xN(N, 1, nb, w_row, cols, out, out_stride);                                \
     }
 

@@ -101,10 +101,12 @@ void iq1m_repack_16xK_avx512vnni(const uint8_t *w, int64_t nb, int64_t r0, int n
             const __mmask16 plus = _mm512_testn_epi32_mask(h, sbit); /* delta sign clear */
             uint64_t ix[8]; /* index pairs; table loads through GPRs (cheaper than gathers) */
             _mm512_storeu_si512(ix, idx);
-#define IQ1M_G2(i) G[ix[i] >> 32], G[(uint32_t)ix[i]]
-            const __m512i v0 = _mm512_set_epi64(IQ1M_G2(3), IQ1M_G2(2), IQ1M_G2(1), IQ1M_G2(0));
-            const __m512i v1 = _mm512_set_epi64(IQ1M_G2(7), IQ1M_G2(6), IQ1M_G2(5), IQ1M_G2(4));
-#undef IQ1M_G2
+#define IQ1M_GRID_PAIR(i) G[ix[i] >> 32], G[(uint32_t)ix[i]]
+            const __m512i v0 = _mm512_set_epi64(IQ1M_GRID_PAIR(3), IQ1M_GRID_PAIR(2),
+                                                IQ1M_GRID_PAIR(1), IQ1M_GRID_PAIR(0));
+            const __m512i v1 = _mm512_set_epi64(IQ1M_GRID_PAIR(7), IQ1M_GRID_PAIR(6),
+                                                IQ1M_GRID_PAIR(5), IQ1M_GRID_PAIR(4));
+#undef IQ1M_GRID_PAIR
             __m512i lo = _mm512_slli_epi32(_mm512_add_epi8(_mm512_permutex2var_epi32(v0, pe, v1), ones), 3);
             __m512i hi = _mm512_slli_epi32(_mm512_add_epi8(_mm512_permutex2var_epi32(v0, po, v1), ones), 3);
             lo = _mm512_mask_or_epi32(lo, plus, lo, twos);

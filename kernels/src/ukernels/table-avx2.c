@@ -6,17 +6,17 @@
                                     float *, int64_t);                                     \
     void iq1m_packed_16x##N##_avx2(int64_t, const iq1m_packed_block *,                    \
                                      const iq1m_block_q8K *const *, float *, int64_t);
-#define DECL_G2(N)                                                                         \
-    void iq1m_g2_direct_1x##N##_avx2(int64_t, const uint8_t *, const iq1m_block_q8K *const *, \
-                                     float *, int64_t);
-DECL_G2(1)
-DECL_G2(2)
-DECL_G2(3)
-DECL_G2(4)
-DECL_G2(5)
-DECL_G2(6)
-DECL_G2(7)
-DECL_G2(8)
+#define DECL_PREPACKED(N)                                                                  \
+    void iq1m_prepacked_direct_1x##N##_avx2(int64_t, const uint8_t *,                      \
+                                            const iq1m_block_q8K *const *, float *, int64_t);
+DECL_PREPACKED(1)
+DECL_PREPACKED(2)
+DECL_PREPACKED(3)
+DECL_PREPACKED(4)
+DECL_PREPACKED(5)
+DECL_PREPACKED(6)
+DECL_PREPACKED(7)
+DECL_PREPACKED(8)
 DECL(1)
 DECL(2)
 DECL(3)
@@ -27,7 +27,7 @@ DECL(7)
 DECL(8)
 
 void iq1m_repack_16xK_avx2(const uint8_t *, int64_t, int64_t, int, iq1m_packed_block *);
-void iq1m_g2_repack_16xK_avx2(const uint8_t *, int64_t, int64_t, int, iq1m_packed_block *);
+void iq1m_prepacked_repack_16xK_avx2(const uint8_t *, int64_t, int64_t, int, iq1m_packed_block *);
 
 const iq1m_ukernel_table iq1m_ukernels_avx2 = {
     "avx2",
@@ -46,9 +46,11 @@ const iq1m_ukernel_table iq1m_ukernels_avx2 = {
 #if defined(IQ1M_NO_DIRECT_KERNEL) && IQ1M_NO_DIRECT_KERNEL
     {0},
 #else
-    {NULL, iq1m_g2_direct_1x1_avx2, iq1m_g2_direct_1x2_avx2, iq1m_g2_direct_1x3_avx2,
-     iq1m_g2_direct_1x4_avx2, iq1m_g2_direct_1x5_avx2, iq1m_g2_direct_1x6_avx2,
-     iq1m_g2_direct_1x7_avx2, iq1m_g2_direct_1x8_avx2},
+    {NULL, iq1m_prepacked_direct_1x1_avx2, iq1m_prepacked_direct_1x2_avx2,
+     iq1m_prepacked_direct_1x3_avx2, iq1m_prepacked_direct_1x4_avx2,
+     iq1m_prepacked_direct_1x5_avx2, iq1m_prepacked_direct_1x6_avx2,
+     iq1m_prepacked_direct_1x7_avx2, iq1m_prepacked_direct_1x8_avx2},
 #endif
-    iq1m_g2_repack_16xK_avx2,
+    iq1m_prepacked_repack_16xK_avx2,
+    NULL /* act: the scalar definition (src/act.c) */,
 };

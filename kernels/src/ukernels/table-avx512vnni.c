@@ -1,8 +1,8 @@
 /* table-avx512vnni.c: the avx512vnni micro-kernel table (AVX-512 F/BW/VL/DQ + VNNI + F16C), index = nc. */
 #include "../ukernel.h"
 
-#define DECL_G2(N)                                                                         \
-    void iq1m_g2_direct_1x##N##_avx512vnni(int64_t, const uint8_t *,                       \
+#define DECL_PREPACKED(N)                                                                         \
+    void iq1m_prepacked_direct_1x##N##_avx512vnni(int64_t, const uint8_t *,                       \
                                            const iq1m_block_q8K *const *, float *, int64_t);
 #define DECL(N)                                                                            \
     void iq1m_direct_1x##N##_avx512vnni(int64_t, const uint8_t *, const iq1m_block_q8K *const *,  \
@@ -10,25 +10,27 @@
     void iq1m_packed_16x##N##_avx512vnni(int64_t, const iq1m_packed_block *,                    \
                                      const iq1m_block_q8K *const *, float *, int64_t);
 DECL(1)
-DECL_G2(1)
+DECL_PREPACKED(1)
 DECL(2)
-DECL_G2(2)
+DECL_PREPACKED(2)
 DECL(3)
-DECL_G2(3)
+DECL_PREPACKED(3)
 DECL(4)
-DECL_G2(4)
+DECL_PREPACKED(4)
 DECL(5)
-DECL_G2(5)
+DECL_PREPACKED(5)
 DECL(6)
-DECL_G2(6)
+DECL_PREPACKED(6)
 DECL(7)
-DECL_G2(7)
+DECL_PREPACKED(7)
 DECL(8)
-DECL_G2(8)
+DECL_PREPACKED(8)
 void iq1m_repack_16xK_avx512vnni(const uint8_t *, int64_t, int64_t, int, iq1m_packed_block *);
-void iq1m_g2_repack_16xK_avx512vnni(const uint8_t *, int64_t, int64_t, int, iq1m_packed_block *);
+void iq1m_prepacked_repack_16xK_avx512vnni(const uint8_t *, int64_t, int64_t, int,
+                                           iq1m_packed_block *);
 
 void iq1m_q8k_quantize_avx512vnni(const float *, iq1m_block_q8K *, int64_t);
+int64_t iq1m_act_avx512vnni(int32_t, const float *, const float *, float *, int64_t);
 
 const iq1m_ukernel_table iq1m_ukernels_avx512vnni = {
     "avx512vnni",
@@ -47,10 +49,11 @@ const iq1m_ukernel_table iq1m_ukernels_avx512vnni = {
 #if defined(IQ1M_NO_DIRECT_KERNEL) && IQ1M_NO_DIRECT_KERNEL
     {0},
 #else
-    {NULL, iq1m_g2_direct_1x1_avx512vnni, iq1m_g2_direct_1x2_avx512vnni,
-     iq1m_g2_direct_1x3_avx512vnni, iq1m_g2_direct_1x4_avx512vnni,
-     iq1m_g2_direct_1x5_avx512vnni, iq1m_g2_direct_1x6_avx512vnni,
-     iq1m_g2_direct_1x7_avx512vnni, iq1m_g2_direct_1x8_avx512vnni},
+    {NULL, iq1m_prepacked_direct_1x1_avx512vnni, iq1m_prepacked_direct_1x2_avx512vnni,
+     iq1m_prepacked_direct_1x3_avx512vnni, iq1m_prepacked_direct_1x4_avx512vnni,
+     iq1m_prepacked_direct_1x5_avx512vnni, iq1m_prepacked_direct_1x6_avx512vnni,
+     iq1m_prepacked_direct_1x7_avx512vnni, iq1m_prepacked_direct_1x8_avx512vnni},
 #endif
-    iq1m_g2_repack_16xK_avx512vnni,
+    iq1m_prepacked_repack_16xK_avx512vnni,
+    iq1m_act_avx512vnni,
 };

@@ -8,7 +8,7 @@
                                     float *, int64_t);                                     \
     void iq1m_packed_16x##N##_scalar(int64_t, const iq1m_packed_block *,                   \
                                      const iq1m_block_q8K *const *, float *, int64_t);     \
-    void iq1m_g2_direct_1x##N##_scalar(int64_t, const uint8_t *,                           \
+    void iq1m_prepacked_direct_1x##N##_scalar(int64_t, const uint8_t *,                           \
                                        const iq1m_block_q8K *const *, float *, int64_t);
 DECL(1)
 DECL(2)
@@ -36,9 +36,11 @@ const iq1m_ukernel_table iq1m_ukernels_scalar = {
 #if defined(IQ1M_NO_DIRECT_KERNEL) && IQ1M_NO_DIRECT_KERNEL
     {0},
 #else
-    {NULL, iq1m_g2_direct_1x1_scalar, iq1m_g2_direct_1x2_scalar, iq1m_g2_direct_1x3_scalar,
-     iq1m_g2_direct_1x4_scalar, iq1m_g2_direct_1x5_scalar, iq1m_g2_direct_1x6_scalar,
-     iq1m_g2_direct_1x7_scalar, iq1m_g2_direct_1x8_scalar},
+    {NULL, iq1m_prepacked_direct_1x1_scalar, iq1m_prepacked_direct_1x2_scalar,
+     iq1m_prepacked_direct_1x3_scalar, iq1m_prepacked_direct_1x4_scalar,
+     iq1m_prepacked_direct_1x5_scalar, iq1m_prepacked_direct_1x6_scalar,
+     iq1m_prepacked_direct_1x7_scalar, iq1m_prepacked_direct_1x8_scalar},
 #endif
-    NULL /* repack_g2: iq1m_repack_panel_g2 (src/repack.c) */,
+    NULL /* repack_prepacked: iq1m_repack_panel_prepacked (src/repack.c) */,
+    NULL /* act: the scalar definition (src/act.c) */,
 };

@@ -1,6 +1,7 @@
-/* iq1m-g2-repack-16xK-avx512vnni.c: one 16-row panel of prepacked rows (iq1m_block_g2) ->
- * nb iq1m_packed_block, AVX-512 (F/BW/VL) + F16C; the same bytes as the scalar definition
- * iq1m_repack_panel_g2 (src/repack.c), which handles partial panels (n_rows < 16) itself.
+/* iq1m-prepacked-repack-16xK-avx512vnni.c: one 16-row panel of prepacked rows
+ * (iq1m_block_prepacked) -> nb iq1m_packed_block, AVX-512 (F/BW/VL) + F16C; the same bytes
+ * as the scalar definition iq1m_repack_panel_prepacked (src/repack.c), which handles partial
+ * panels (n_rows < 16) itself.
  *
  * No table: per block the 16 rows' q2 fields (16 dwords each) are transposed 16x16, so that
  * lane r of x[l] holds row r's weights 64j + 4l .. +3 for all four j in its 2-bit fields;
@@ -46,15 +47,15 @@ static inline __attribute__((always_inline)) void iq1m_transpose16x16(__m512i x[
     }
 }
 
-void iq1m_g2_repack_16xK_avx512vnni(const uint8_t *w, int64_t nb, int64_t r0, int n_rows,
-                                    iq1m_packed_block *out);
-void iq1m_g2_repack_16xK_avx512vnni(const uint8_t *w, int64_t nb, int64_t r0, int n_rows,
-                                    iq1m_packed_block *out) {
+void iq1m_prepacked_repack_16xK_avx512vnni(const uint8_t *w, int64_t nb, int64_t r0, int n_rows,
+                                           iq1m_packed_block *out);
+void iq1m_prepacked_repack_16xK_avx512vnni(const uint8_t *w, int64_t nb, int64_t r0, int n_rows,
+                                           iq1m_packed_block *out) {
     if (n_rows != IQ1M_PACK_ROWS) {
-        iq1m_repack_panel_g2(w, nb, r0, n_rows, out); /* tail panel: the scalar definition */
+        iq1m_repack_panel_prepacked(w, nb, r0, n_rows, out); /* tail panel: the scalar definition */
         return;
     }
-    const iq1m_block_g2 *rows = (const iq1m_block_g2 *)(const void *)w + r0 * nb;
+    const iq1m_block_prepacked *rows = (const iq1m_block_prepacked *)(const void *)w + r0 * nb;
     const __m512i m18 = _mm512_set1_epi32(0x18181818), two = _mm512_set1_epi32(0x02020202);
     for (int64_t b = 0; b < nb; ++b) {
         iq1m_packed_block *p = out + b;

@@ -1,11 +1,12 @@
-/* act-avx512vnni.c: SiLU / GELU 8 lanes at a time with exactly the operation sequence of
- * act.c (binary64, no FMA: the build uses -ffp-contract=off, which GCC also applies to
- * intrinsics), so every lane gives the scalar function's bits. Compiled with the AVX-512
- * flags; only called when dispatch reports AVX-512 VNNI (which implies F, DQ, VL). */
+/* f32-act-avx512vnni.c: the activation micro-kernel of the avx512vnni table: SiLU / GELU 8
+ * lanes at a time with exactly the operation sequence of the scalar definition (src/act.c:
+ * binary64, no FMA; the build uses -ffp-contract=off, which GCC also applies to intrinsics),
+ * so every lane gives the scalar function's bits. Compiled with the AVX-512 flags; reached
+ * only through the table, i.e. when dispatch reports AVX-512 VNNI (which implies F, DQ, VL)
+ * and options.isa allows it. */
 #include <immintrin.h>
 
-#include "act.h"
-#include "iq1m.h"
+#include "../ukernel.h"
 
 #define LOG2E 1.4426950408889634
 #define LN2_HI 6.93147180369123816490e-01
@@ -58,7 +59,13 @@ static inline __m256 act8(int32_t act, __m256 xf) {
                           _mm512_add_pd(X, _mm512_mul_pd(_mm512_set1_pd(0.044715),
                                                          _mm512_mul_pd(_mm512_mul_pd(X, X), X))));
     const __m512d e = exp_nonpos8(_mm512_or_pd(z, sign)); /* -|z| */
+#if IQ1M_FAULT_IS(avx512_act_last_lane)
+    /* fault point avx512_act_last_lane: the z >= 0 mask built for 7 lanes, so lane 7 of
+       every 8 takes the z < 0 numerator X*e: x * sigmoid(-z) where z >= 0, AVX-512 only */
+    const __mmask8 ge = _mm512_cmp_pd_mask(z, zero, _CMP_GE_OQ) & 0x7f;
+#else
     const __mmask8 ge = _mm512_cmp_pd_mask(z, zero, _CMP_GE_OQ);
+#endif
     const __mmask8 ez = _mm512_cmp_pd_mask(e, zero, _CMP_EQ_OQ);
     __m512d num = _mm512_mul_pd(X, e);
     num = _mm512_mask_blend_pd(ez, num, sign);
@@ -69,18 +76,18 @@ static inline __m256 act8(int32_t act, __m256 xf) {
     return _mm256_mask_blend_ps(nan, rf, xf);
 }
 
-int64_t iq1m_act_apply_avx512(int32_t act, const float *x, float *y, int64_t n) {
-    int64_t i = 0;
-    for (; i + 8 <= n; i += 8) _mm256_storeu_ps(y + i, act8(act, _mm256_loadu_ps(x + i)));
-    return i;
-}
-
-int64_t iq1m_act_mul_avx512(int32_t act, const float *up, const float *gate, float *out,
+int64_t iq1m_act_avx512vnni(int32_t act, const float *up, const float *x, float *out,
+                            int64_t n);
+int64_t iq1m_act_avx512vnni(int32_t act, const float *up, const float *x, float *out,
                             int64_t n) {
     int64_t i = 0;
-    for (; i + 8 <= n; i += 8) {
-        const __m256 g = act8(act, _mm256_loadu_ps(gate + i));
-        _mm256_storeu_ps(out + i, _mm256_mul_ps(_mm256_loadu_ps(up + i), g));
+    if (up) {
+        for (; i + 8 <= n; i += 8) {
+            const __m256 a = act8(act, _mm256_loadu_ps(x + i));
+            _mm256_storeu_ps(out + i, _mm256_mul_ps(_mm256_loadu_ps(up + i), a));
+        }
+    } else {
+        for (; i + 8 <= n; i += 8) _mm256_storeu_ps(out + i, act8(act, _mm256_loadu_ps(x + i)));
     }
     return i;
 }

@@ -1,6 +1,6 @@
-/* iq1m-g2-repack-16xK-avx2.c: one 16-row panel of prepacked rows (iq1m_block_g2) ->
+/* iq1m-prepacked-repack-16xK-avx2.c: one 16-row panel of prepacked rows (iq1m_block_prepacked) ->
  * nb iq1m_packed_block, AVX2 + F16C; the same bytes as the scalar definition
- * iq1m_repack_panel_g2 (src/repack.c), which handles partial panels (n_rows < 16) and row
+ * iq1m_repack_panel_prepacked (src/repack.c), which handles partial panels (n_rows < 16) and row
  * offsets beyond int32 itself.
  *
  * No table: per block and half (rows 8h..8h+7), dword gathers give the rows' q2 fields
@@ -16,13 +16,14 @@
 #include "../repack.h"
 #include "iq1m-panel-scales-avx2.h"
 
-void iq1m_g2_repack_16xK_avx2(const uint8_t *w, int64_t nb, int64_t r0, int n_rows,
-                              iq1m_packed_block *out);
-void iq1m_g2_repack_16xK_avx2(const uint8_t *w, int64_t nb, int64_t r0, int n_rows,
-                              iq1m_packed_block *out) {
+void iq1m_prepacked_repack_16xK_avx2(const uint8_t *w, int64_t nb, int64_t r0, int n_rows,
+                                     iq1m_packed_block *out);
+void iq1m_prepacked_repack_16xK_avx2(const uint8_t *w, int64_t nb, int64_t r0, int n_rows,
+                                     iq1m_packed_block *out) {
     const int64_t row_bytes = nb * IQ1M_PREPACKED_BLOCK_BYTES;
     if (n_rows != IQ1M_PACK_ROWS || row_bytes > (INT32_MAX - 128) / IQ1M_PACK_ROWS) {
-        iq1m_repack_panel_g2(w, nb, r0, n_rows, out); /* tail panel, or offsets beyond int32 */
+        /* tail panel, or offsets beyond int32 */
+        iq1m_repack_panel_prepacked(w, nb, r0, n_rows, out);
         return;
     }
     const __m256i roff = _mm256_mullo_epi32(_mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7),
@@ -33,7 +34,7 @@ void iq1m_g2_repack_16xK_avx2(const uint8_t *w, int64_t nb, int64_t r0, int n_ro
         iq1m_packed_block *p = out + b;
         __m256i S0[2], S1[2];
         for (int half = 0; half < 2; ++half) {
-            const iq1m_block_g2 *blk = (const iq1m_block_g2 *)(const void *)(
+            const iq1m_block_prepacked *blk = (const iq1m_block_prepacked *)(const void *)(
                 base + (int64_t)(8 * half) * row_bytes) + b;
             const int r8 = 8 * half;
             const __m256i P = _mm256_i32gather_epi32((const int *)(const void *)blk->plus, roff, 1);
