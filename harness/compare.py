@@ -17,7 +17,8 @@ import reference
 
 from .cases import Case
 from .errors import (HarnessFailure, IsaDivergence, KernelError, Mismatch, PathDivergence,
-                     PrepackDivergence, ThreadDivergence)
+                     PrepackDivergence, ThreadDivergence, UnwrittenOutput)
+from .ops import FULL, Subset
 from .options import KernelOptions
 
 MAX_REPORTED = 5
@@ -47,15 +48,16 @@ def _hex(v) -> str:
 
 
 def describe_differences(actual: np.ndarray, expected: np.ndarray, *, exact: np.ndarray | None = None,
-                         bound: np.ndarray | None = None, names: str = "index") -> str:
-    """The first differing elements with their indices, both values, ulp distance and bound."""
+                         bound: np.ndarray | None = None, names: str = "index", subset: Subset = FULL) -> str:
+    """The first differing elements with their indices (global ones when the arrays are a
+    `subset` of the output), both values, ulp distance and bound."""
     bad = ~bits_equal(actual, expected)
     idx = np.argwhere(bad)
     lines = [f"{len(idx)} of {actual.size} elements differ; first {min(len(idx), MAX_REPORTED)}:"]
     ulps = ulp_distance(actual, expected)
     for pos in idx[:MAX_REPORTED]:
         t = tuple(int(i) for i in pos)
-        line = f"  {names}={t}: got {float(actual[t]):.9g} ({_hex(actual[t])}) " \
+        line = f"  {names}={subset.global_index(t)}: got {float(actual[t]):.9g} ({_hex(actual[t])}) " \
                f"expected {float(expected[t]):.9g} ({_hex(expected[t])}) ulp={ulps[t]}"
         if exact is not None and bound is not None:
             err = abs(float(actual[t]) - float(exact[t]))
@@ -66,11 +68,17 @@ def describe_differences(actual: np.ndarray, expected: np.ndarray, *, exact: np.
 
 @dataclass
 class Outcome:
-    """What one run of a case produced: an output array, or an error code and message."""
+    """What one run of a case produced: an output array, or an error code and message.
+    `canary`: the canary the run's output was filled with (harness.canary); `scratch`:
+    descriptions of bytes the library left unwritten in buffers it fills for the caller."""
     options: KernelOptions
     output: np.ndarray | None = None
     code: int = 0
     message: str = ""
+    canary: int = -1
+    scratch: list = field(default_factory=list)
+    seconds: float = 0.0   # the library call as the worker timed it (wall)
+    cpu: float = 0.0       # ... and the worker's CPU time in it (all its threads)
 
 
 def divergence_class(base: KernelOptions, other: KernelOptions) -> type[HarnessFailure]:
@@ -90,27 +98,53 @@ def require_outputs(case: Case, outcomes: list[Outcome], case_path=None, *, who:
                               options=o.options)
 
 
+def check_unwritten(case: Case, outcomes: list[Outcome], case_path=None) -> None:
+    """UnwrittenOutput when a run left output elements (or library-filled scratch) holding
+    the canary they were filled with before the call."""
+    spec = case.spec
+    for o in outcomes:
+        if o.scratch:
+            raise UnwrittenOutput(f"the library left bytes of a buffer it fills unwritten [{o.options.label()}]",
+                                  case_path=case_path, detail=f"{case.describe()}\n" + "\n".join(o.scratch),
+                                  options=o.options)
+        if o.output is None or o.canary < 0:
+            continue
+        n, where = spec.unwritten(case.arrays, o.output, o.canary)
+        if n:
+            raise UnwrittenOutput(f"{n} of {o.output.size} output elements never written [{o.options.label()}]",
+                                  case_path=case_path,
+                                  detail=f"{case.describe()}\nstill holding the canary: " + ", ".join(where)
+                                  + (" ..." if n > len(where) else ""), options=o.options)
+
+
 def check_outcomes(case: Case, outcomes: list[Outcome], case_path=None, expected: np.ndarray | None = None) -> None:
-    """The bit-exact contract: raise the most specific failure, or return if every check passes."""
-    names = case.spec.index_names
+    """The bit-exact contract: raise the most specific failure, or return if every check
+    passes. Runs are compared with each other on every element; the first run with the
+    reference's canonical result on `case.reference_subset()` (every element of an
+    affordable case) or against `expected` (the whole output) when given."""
+    spec = case.spec
     require_outputs(case, outcomes, case_path)
     if not outcomes:
         return
+    check_unwritten(case, outcomes, case_path)
+    subset = FULL if expected is not None else case.reference_subset()
     if expected is None:
-        expected = case.spec.canonical(case.arrays, case.act)
+        expected = case.reference("canonical")
     base = outcomes[0]
     for o in outcomes[1:]:
-        if not bits_equal(o.output, base.output).all():
+        if not spec.equal(o.output, base.output).all():
             cls = divergence_class(base.options, o.options)
-            wrong, right = (o, base) if bits_equal(base.output, expected).all() else (base, o)
+            wrong, right = (o, base) if spec.equal(subset.take(base.output), expected).all() else (base, o)
             detail = (f"{case.describe()}\n[{wrong.options.label()}] vs [{right.options.label()}]:\n"
-                      + describe_differences(wrong.output, right.output, names=names))
+                      + spec.describe_differences(wrong.output, right.output))
             raise cls(f"runs disagree: {base.options.label()} vs {o.options.label()}",
                       case_path=case_path, detail=detail, options=wrong.options)
-    if not bits_equal(base.output, expected).all():
-        exact, bound = case.spec.exact(case.arrays, case.act), case.spec.bound(case.arrays, case.act)
-        detail = (f"{case.describe()}\n[{base.options.label()}] vs reference canonical emulation:\n"
-                  + describe_differences(base.output, expected, exact=exact, bound=bound, names=names))
+    got = subset.take(base.output)
+    if not spec.equal(got, expected).all():
+        exact, bound = case.reference("exact"), case.reference("bound")
+        where = "" if subset is FULL else f" ({subset.describe(case.n_tokens, case.rows)})"
+        detail = (f"{case.describe()}\n[{base.options.label()}] vs reference canonical emulation{where}:\n"
+                  + spec.describe_differences(got, expected, exact=exact, bound=bound, subset=subset))
         raise Mismatch("output differs from the reference (bit-exact contract)", case_path=case_path,
                        detail=detail, options=base.options)
 
@@ -123,11 +157,14 @@ def bound_ratio(output: np.ndarray, exact: np.ndarray, bound: np.ndarray) -> np.
 
 
 def within_bound_report(case: Case, output: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(ok mask, error/bound ratio) of an output against the float64 value; for the
-    error-ratio statistics of campaigns."""
-    spec = case.spec
-    exact, bound = spec.exact(case.arrays, case.act), spec.bound(case.arrays, case.act)
-    ok = reference.within_bound(output, exact, bound, spec.canonical(case.arrays, case.act))
+    """(ok mask, error/bound ratio) of an output against the float64 value, on the case's
+    reference subset; for the error-ratio statistics of campaigns. Empty for an op with no
+    error bound (the conversions are exact definitions)."""
+    if case.spec.kind != "gemm" or output is None:
+        return np.ones(0, bool), np.zeros(0)
+    output = case.reference_subset().take(output)
+    exact, bound = case.reference("exact"), case.reference("bound")
+    ok = reference.within_bound(output, exact, bound, case.reference("canonical"))
     return ok, bound_ratio(output, exact, bound)
 
 
@@ -138,7 +175,7 @@ def batch_subcase(case: Case) -> tuple[Case, int] | None:
     expert with the most tokens), to be run with the first option set; None when that
     changes no expert's token count (then there is nothing to compare)."""
     spec, a = case.spec, case.arrays
-    if case.n_tokens < 2:
+    if not spec.batched or case.n_tokens < 2:
         return None
     counts = case.expert_token_counts()
     busiest = int(np.argmax(counts))
@@ -242,30 +279,35 @@ def bound_report(case: Case, outcomes: list[Outcome], q) -> BoundReport:
     spec, a = case.spec, case.arrays
     names = spec.index_names
     report = BoundReport()
+    sub = case.reference_subset()
     if case.n_tokens and outcomes:
-        canon, exact, bound = spec.canonical(a, case.act, q), spec.exact(a, case.act, q), spec.bound(a, case.act, q)
+        canon, exact, bound = (spec.canonical(a, case.act, q, sub), spec.exact(a, case.act, q, sub),
+                               spec.bound(a, case.act, q, sub))
         for o in outcomes:
+            out = sub.take(o.output)
             if spec.has_activation:
                 # outside the model an up or gate value beyond float32 range (or overflowed in
                 # the target's own order) propagates through act and the product arbitrarily
                 # (-inf gate -> act 0 -> 0 output, for instance): those elements are not judged
                 outside_ok = _outside_model(bound, canon)
             else:
-                outside_ok = _outside_model_ok(o.output, exact, bound, canon)
-            ok = reference.within_bound(o.output, exact, bound, canon) | outside_ok
-            ratio = bound_ratio(o.output, exact, bound)
+                outside_ok = _outside_model_ok(out, exact, bound, canon)
+            ok = reference.within_bound(out, exact, bound, canon) | outside_ok
+            ratio = bound_ratio(out, exact, bound)
             ratio_max = float(ratio.max()) if ratio.size else 0.0
             report.max_ratio = max(report.max_ratio, ratio_max)
             report.unbounded = max(report.unbounded, int(_outside_model(bound, canon).sum()))
             if not ok.all():
                 bad = np.argwhere(~ok)
                 order = np.argsort(-ratio[~ok], kind="stable")  # the worst elements first
+                where = "" if sub is FULL else f" ({sub.describe(case.n_tokens, case.rows)})"
                 lines = [f"{len(bad)} of {ok.size} elements outside the float64 bound (activations: the "
-                         f"target's own Q8_K bytes); worst ratio {ratio_max:.3g}; worst {min(len(bad), MAX_REPORTED)}:"]
+                         f"target's own Q8_K bytes){where}; worst ratio {ratio_max:.3g}; "
+                         f"worst {min(len(bad), MAX_REPORTED)}:"]
                 for pos in bad[order[:MAX_REPORTED]]:
                     t = tuple(int(i) for i in pos)
-                    err = abs(float(o.output[t]) - float(exact[t]))
-                    lines.append(f"  {names}={t}: got {float(o.output[t]):.9g} ({_hex(o.output[t])}) "
+                    err = abs(float(out[t]) - float(exact[t]))
+                    lines.append(f"  {names}={sub.global_index(t)}: got {float(out[t]):.9g} ({_hex(out[t])}) "
                                  f"exact {float(exact[t]):.9g} |got-exact|={err:.3g} bound={float(bound[t]):.3g} "
                                  f"ratio={float(ratio[t]):.3g} canonical {float(canon[t]):.9g}")
                 report.violations.append(BoundViolation(o.options, len(bad), ok.size, ratio_max,

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from .build import PROJECT_ROOT
 from .cases import Case, save_case
-from .compare import Outcome, batch_difference, batch_subcase
+from .compare import Outcome, batch_difference, batch_subcase, check_unwritten
 from .errors import BatchDivergence, HarnessFailure, KernelCorruption, KernelCrash, KernelExit, KernelHang
 from .targets import Finding, KernelsTarget, Target
 from .worker import Worker
@@ -75,33 +75,50 @@ class Runner:
         return _BASE_TIMEOUT + case.spec.work(case.arrays) / _RATE[self.target.variant.sanitizer]
 
     def execute(self, case: Case, path: Path | None = None) -> tuple[list[Outcome], Path, dict]:
-        """Adapt the case to the target, save it, and run every option set in the worker:
-        (outcomes, case path, the target's extras). A death raises, carrying the run it
-        happened in and the outcomes of the runs before it (`completed`)."""
+        """Adapt the case to the target, save it, and run every option set in the worker in
+        one request (its arrays sent along, its replies streamed back one per run; each run
+        writes into an output filled with its own canary): (outcomes, case path, the
+        target's extras). A death raises, carrying the run it happened in and the outcomes
+        of the runs before it (`completed`)."""
         case = self.target.adapt(case, self.hello)
         # one file per execution: a later passing run of the same case (a flaky crash
         # replayed by Hypothesis) must not delete the file an earlier failure pointed to
         self.executions += 1
         path = Path(path or self.case_dir / f"{case.op}-{case.digest()[:16]}-{self.executions}.npz")
-        save_case(case, path)
+        save_case(case, path)  # on disk before the library sees it
         timeout = self.timeout_for(case)
         extras: dict = {}
         outcomes: list[Outcome] = []
+        marks = [self.canary_base + i for i in range(len(case.runs))]
+        request = {"case": str(path), "op": case.op, "act": case.act, "options": [r.to_dict() for r in case.runs],
+                   "canary": marks, "extras": self.target.needs_extras()}
+        in_extras = request["extras"]
         try:
-            if self.target.needs_extras():
-                _, extras = self.worker.call({"case": str(path), "extras": True}, timeout, case_path=path)
-            for i, options in enumerate(case.runs):
-                try:
-                    header, arrays = self.worker.call({"case": str(path), "run": i}, timeout, case_path=path)
-                except DEATHS as death:
-                    death.set_run(options)
-                    raise
-                outcomes.append(Outcome(options, arrays["out"]) if header["ok"]
-                                else Outcome(options, None, header["code"], header["message"]))
+            try:
+                self.worker.send(request, case.arrays, timeout, case_path=path)
+                if in_extras:
+                    _, extras = self.worker.receive(timeout, case_path=path)
+                    in_extras = False
+                for i, options in enumerate(case.runs):
+                    header, arrays = self.worker.receive(timeout, case_path=path)
+                    if header.get("index") != i:
+                        raise RuntimeError(f"the worker answered run {header.get('index')} for run {i} of {path}")
+                    outcomes.append(Outcome(options, arrays["out"], canary=marks[i], scratch=header.get("scratch", []),
+                                            seconds=header.get("seconds", 0.0), cpu=header.get("cpu", 0.0))
+                                    if header["ok"]
+                                    else Outcome(options, None, header["code"], header["message"]))
+            except DEATHS as death:
+                death.set_run(None if in_extras else case.runs[len(outcomes)])
+                raise
         except DEATHS as death:
             death.completed = (case, outcomes, extras)
             raise
         return outcomes, path, extras
+
+    # canary numbers of the runs of a case: run i of a case gets canary_base + i; the batch
+    # sub-case's run another (harness.canary: an unwritten element also differs between runs)
+    canary_base = 0
+    SUB_CANARY = 97
 
     def check(self, case: Case) -> list[Outcome]:
         """Run and judge one case; raises the most specific HarnessFailure. When the worker
@@ -114,12 +131,14 @@ class Runner:
             adapted, done, extras = death.completed
             if done:
                 try:
+                    check_unwritten(adapted, done, death.case_path)
                     self.target.judge(adapted, done, extras, death.case_path)
                 except HarnessFailure as other:
                     death.also.append(other)
             raise
         self.stats["cases"] += 1
         keep = self.keep_passing
+        check_unwritten(case, outcomes, path)
         for finding in self.target.judge(case, outcomes, extras, path):
             keep = self._finding(finding, case, path) or keep
         if self.batch_check and outcomes and outcomes[0].output is not None:
@@ -136,11 +155,16 @@ class Runner:
             return False
         sub, token = made
         sub_path = path.with_name(path.stem + f".token{token}.npz")
-        sub_outcomes, _, _ = self.execute(sub, sub_path)
+        base, self.canary_base = self.canary_base, self.SUB_CANARY
+        try:
+            sub_outcomes, _, _ = self.execute(sub, sub_path)
+        finally:
+            self.canary_base = base
         self.stats["batch_checked"] += 1
         if sub_outcomes[0].output is None:
             sub_path.unlink(missing_ok=True)
             return False  # the sub-case's own status is judged when it runs as a case
+        check_unwritten(sub, sub_outcomes, sub_path)
         diff = batch_difference(case, token, full, sub_outcomes[0].output)
         if diff is None:
             sub_path.unlink(missing_ok=True)

@@ -44,6 +44,7 @@ class KernelsTarget(Target):
     name = "kernels"
     bit_exact = True
     routing = "any"  # unused slots and repeated experts are part of the library's contract
+    ops = None       # every operation of the registry: the GEMMs and the standalone entry points
 
     def __init__(self, variant: str = "release", *, echo_build: bool = False):
         super().__init__(strict=True)

@@ -129,6 +129,7 @@ def find_libraries(lib_dir: str | os.PathLike) -> list[Path]:
 
 
 class GgmlLibrary:
+    writes_into_out = True  # the op methods take `out=` (harness.ops.Op.call; canary-filled)
     """ggml loaded from one directory of shared libraries."""
 
     Error = LibraryError
@@ -315,17 +316,23 @@ class GgmlLibrary:
             ctypes.memmove(self._fn("ggml_get_data")(t), data.ctypes.data, n)
         return t
 
-    def _compute(self, ctx, result, n_threads: int, shape: tuple[int, ...]) -> np.ndarray:
+    def _compute(self, ctx, result, n_threads: int, shape: tuple[int, ...], out: np.ndarray | None = None
+                 ) -> np.ndarray:
+        """Compute the graph of `result` into `out` (allocated when None). A given `out`
+        holds the harness's canary (harness.canary): it is copied into the result tensor
+        before the computation, so an element ggml never writes comes back holding it."""
         graph = self._fn("ggml_new_graph")(ctx)
         self._fn("ggml_build_forward_expand")(graph, result)
-        status = self._fn("ggml_graph_compute_with_ctx")(ctx, graph, int(n_threads))
-        if status != 0:
-            raise LibraryError(status, f"ggml_graph_compute_with_ctx returned status {status}")
-        out = np.empty(shape, dtype=np.float32)
+        out = np.empty(shape, dtype=np.float32) if out is None else out
         n = self._fn("ggml_nbytes")(result)
         if n != out.nbytes:
             raise LibraryError(-1, f"result holds {n} bytes, expected {out.nbytes}")
-        ctypes.memmove(out.ctypes.data, self._fn("ggml_get_data")(result), n)
+        data = self._fn("ggml_get_data")(result)
+        ctypes.memmove(data, out.ctypes.data, n)
+        status = self._fn("ggml_graph_compute_with_ctx")(ctx, graph, int(n_threads))
+        if status != 0:
+            raise LibraryError(status, f"ggml_graph_compute_with_ctx returned status {status}")
+        ctypes.memmove(out.ctypes.data, data, n)
         return out
 
     def _q8_bytes(self, n_tokens: int, k: int) -> int:
@@ -338,7 +345,7 @@ class GgmlLibrary:
         is ggml's to detect, as it would be in a real graph)."""
         return w.shape[-1] // BLOCK_BYTES * QK_K
 
-    def mul_mat(self, w: np.ndarray, x: np.ndarray, opt: KernelOptions) -> np.ndarray:
+    def mul_mat(self, w: np.ndarray, x: np.ndarray, opt: KernelOptions, *, out=None) -> np.ndarray:
         rows, k = w.shape[0], self._k(w)
         n_tokens = x.shape[0]
         if n_tokens == 0 or rows == 0:
@@ -348,7 +355,7 @@ class GgmlLibrary:
             a = self._tensor(ctx, self.IQ1_M, k, rows, data=w)
             b = self._tensor(ctx, self.F32, x.shape[1], n_tokens, data=x)
             r = self._fn("ggml_mul_mat")(ctx, a, b)
-            return self._compute(ctx, r, opt.n_threads, (n_tokens, rows))
+            return self._compute(ctx, r, opt.n_threads, (n_tokens, rows), out)
         finally:
             self._fn("ggml_free")(ctx)
 
@@ -368,7 +375,8 @@ class GgmlLibrary:
         work = self._q8_bytes(n_tokens, x.shape[1]) + 16 * n_experts * (n_tokens * top_k + 64)
         return self._context(data, work)
 
-    def mul_mat_id(self, w: np.ndarray, x: np.ndarray, ids: np.ndarray, opt: KernelOptions) -> np.ndarray:
+    def mul_mat_id(self, w: np.ndarray, x: np.ndarray, ids: np.ndarray, opt: KernelOptions, *, out=None
+                   ) -> np.ndarray:
         n_experts, rows = w.shape[0], w.shape[1]
         n_tokens, top_k = ids.shape
         k = self._k(w)
@@ -379,12 +387,12 @@ class GgmlLibrary:
             a = self._tensor(ctx, self.IQ1_M, k, rows, n_experts, data=w)
             b, t_ids = self._id_inputs(ctx, x, ids)
             r = self._fn("ggml_mul_mat_id")(ctx, a, b, t_ids)
-            return self._compute(ctx, r, opt.n_threads, (n_tokens, top_k, rows))
+            return self._compute(ctx, r, opt.n_threads, (n_tokens, top_k, rows), out)
         finally:
             self._fn("ggml_free")(ctx)
 
     def moe_up_gate(self, w_up: np.ndarray, w_gate: np.ndarray, x: np.ndarray, ids: np.ndarray, act: str,
-                    opt: KernelOptions) -> np.ndarray:
+                    opt: KernelOptions, *, out=None) -> np.ndarray:
         n_experts, rows = w_up.shape[0], w_up.shape[1]
         n_tokens, top_k = ids.shape
         k = self._k(w_up)
@@ -397,13 +405,20 @@ class GgmlLibrary:
                 a_gate = self._tensor(ctx, self.IQ1_M, k, rows, n_experts, data=w_gate)
                 b, t_ids = self._id_inputs(ctx, x, ids)
                 r = self._fn("ggml_moe_up_gate")(ctx, a_up, a_gate, b, t_ids, self.unary_ops[act.upper()])
-                out = self._compute(ctx, r, opt.n_threads, (n_tokens, top_k, rows))
+                out = self._compute(ctx, r, opt.n_threads, (n_tokens, top_k, rows), out)
             finally:
                 self._fn("ggml_free")(ctx)
         else:
-            up = self.mul_mat_id(w_up, x, ids, opt).astype(np.float64)
-            gate = self.mul_mat_id(w_gate, x, ids, opt)
+            # each mul_mat_id writes into a copy of the canary; an element either left holding
+            # it keeps the canary in the composed output too
+            fill = None if out is None else out.copy()
+            up = self.mul_mat_id(w_up, x, ids, opt, out=None if fill is None else fill.copy())
+            gate = self.mul_mat_id(w_gate, x, ids, opt, out=None if fill is None else fill.copy())
             act64 = {"silu": reference.silu_exact, "gelu": reference.gelu_exact}[act]
             with np.errstate(over="ignore", invalid="ignore", under="ignore"):
-                out = (up * act64(gate.astype(np.float64))).astype(np.float32)
+                composed = (up.astype(np.float64) * act64(gate.astype(np.float64))).astype(np.float32)
+            if fill is None:
+                return composed
+            missed = (up.view(np.uint32) == fill.view(np.uint32)) | (gate.view(np.uint32) == fill.view(np.uint32))
+            out[...] = np.where(missed, fill, composed)
         return out
