@@ -20,3 +20,22 @@ settings.register_profile("mutation", derandomize=True, max_examples=60, phases=
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci" if os.environ.get("CI") else "dev"))
 
 pytest_plugins = ["harness.pytest_plugin"]
+
+
+# The fast differential properties run first, so a broken kernel fails within seconds of
+# the start (the C programs and the harness self-tests take minutes); then the other kernel
+# tests and saved regressions, the reference's unit tests, and everything else in file order.
+_FIRST = ("tests/kernels/test_properties.py::test_op_matches_reference", "tests/test_regressions.py",
+          "tests/kernels/test_properties.py", "tests/kernels/", "tests/reference/")
+_LAST = ("tests/kernels/test_c_programs.py",)
+
+
+def pytest_collection_modifyitems(config, items):
+    def rank(item):
+        node = item.nodeid
+        for i, prefix in enumerate(_FIRST):
+            if node.startswith(prefix) and not node.startswith(_LAST):
+                return i
+        return len(_FIRST) + (1 if node.startswith(_LAST) else 0)
+
+    items.sort(key=rank)  # stable: file order within a rank
