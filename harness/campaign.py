@@ -69,6 +69,7 @@ class JobStats:
     threads: Counter = field(default_factory=Counter)
     isas: Counter = field(default_factory=Counter)
     coverage: Counter = field(default_factory=Counter)  # "bucket|threads" -> cases
+    events: Counter = field(default_factory=Counter)    # classes drawn (Case.info["events"]) -> cases
     ratio_hist: list[int] = field(default_factory=lambda: [0] * len(RATIO_EDGES))
     max_ratio: float = 0.0
     finished: bool = False
@@ -81,7 +82,7 @@ class JobStats:
     @classmethod
     def from_json(cls, text: bytes) -> "JobStats":
         d = json.loads(text)
-        for k in ("ops", "token_buckets", "threads", "isas", "coverage"):
+        for k in ("ops", "token_buckets", "threads", "isas", "coverage", "events"):
             d[k] = Counter(d.get(k, {}))
         return cls(**d)
 
@@ -193,8 +194,16 @@ def run_job(cfg: JobConfig) -> int:
             stats.threads[str(t)] += 1
         for i in {r.isa + (" prepacked" if r.prepacked else "") for r in case.runs}:
             stats.isas[i] += 1
+        stats.events.update(case.info.get("events", ()))
 
-    strategy = hs.cases(isas, cfg.ops, threads=list(cfg.threads), routing=runner.target.routing)
+    ops = [op for op in cfg.ops if runner.target.supports(op)]
+    if not ops:
+        stats.error = f"{runner.target.label()} runs none of the operations {', '.join(cfg.ops)}"
+        stats.finished = True
+        publish(force=True)
+        runner.close()
+        return 2
+    strategy = hs.cases(isas, ops, threads=list(cfg.threads), routing=runner.target.routing)
 
     # Small batches: the deadline is checked between them (a property that returned early
     # near the deadline would make Hypothesis's final replay of a failure look flaky).
@@ -335,11 +344,11 @@ def read_stats(out: Path) -> list[JobStats]:
 
 def merge(stats: list[JobStats]) -> dict:
     total = {"cases": 0, "ops": Counter(), "token_buckets": Counter(), "threads": Counter(), "isas": Counter(),
-             "coverage": Counter(), "ratio_hist": [0] * len(RATIO_EDGES), "max_ratio": 0.0, "failures": [],
+             "coverage": Counter(), "events": Counter(), "ratio_hist": [0] * len(RATIO_EDGES), "max_ratio": 0.0, "failures": [],
              "errors": []}
     for s in stats:
         total["cases"] += s.cases
-        for k in ("ops", "token_buckets", "threads", "isas", "coverage"):
+        for k in ("ops", "token_buckets", "threads", "isas", "coverage", "events"):
             total[k].update(getattr(s, k))
         total["ratio_hist"] = [a + b for a, b in zip(total["ratio_hist"], s.ratio_hist)]
         total["max_ratio"] = max(total["max_ratio"], s.max_ratio)

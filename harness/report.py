@@ -46,6 +46,7 @@ def write_report(out: Path, total: dict, *, elapsed: float, budget: float, varia
         "token_buckets": {b: total["token_buckets"].get(b, 0) for b in TOKEN_COUNT_BUCKETS},
         "threads": {str(t): total["threads"].get(str(t), 0) for t in threads},
         "coverage": dict(total["coverage"]),
+        "events": dict(sorted(total.get("events", {}).items())),
         "uncovered_token_buckets": [b for b in TOKEN_COUNT_BUCKETS if not total["token_buckets"].get(b)],
         "error_bound_ratio": {"edges": [str(e) for e in RATIO_EDGES], "counts": total["ratio_hist"],
                               "max": total["max_ratio"]},
