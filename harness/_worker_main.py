@@ -12,7 +12,9 @@ intermediate arrays (e.g. ggml's Q8_K bytes); then one message per option set i:
 {"ok": true, "index": i, "seconds": s, "cpu": s, "scratch": [...]} with the output array "out"
 (written into an array filled with canary[i] first: harness.canary), or {"ok": false,
 "index": i, "code", "message"} for an error status. "scratch" lists bytes the library left
-unwritten in buffers it fills for the harness (the prepacked weights). A harness bug answers
+unwritten in buffers it fills for the harness (the prepacked weights). With "sub_token": t,
+then one more message for option set 0 on the case reduced to token t ("index": "sub"):
+the batch-composition check. A harness bug answers
 {"error": traceback} and the parent stops reading that request. Anything the library does
 to this process (a signal, an exit, a hang) is the parent's to observe: the replies it
 already got say which run was in progress.
@@ -60,6 +62,15 @@ def serve(fd_in: int, fd_out: int, spec: dict) -> int:
                 scratch = spec_op.scratch_unwritten(cache) if options.prepacked and cache else []
                 write_message(fd_out, {"ok": True, "index": i, "seconds": seconds, "cpu": cpu, "scratch": scratch},
                               {"out": out})
+            if request.get("sub_token") is not None:  # the batch check: run 0 on one token alone
+                sub = spec_op.one_token(case.arrays, request["sub_token"])
+                mark = request["sub_canary"]
+                try:
+                    out = spec_op.call(binding, sub, case.act, runs[0], out=spec_op.new_output(sub, mark), cache={})
+                except binding.Error as exc:
+                    write_message(fd_out, {"ok": False, "index": "sub", "code": exc.code, "message": exc.message})
+                    continue
+                write_message(fd_out, {"ok": True, "index": "sub"}, {"out": out})
         except Exception:  # a harness bug, not a kernel failure: report it, keep serving
             write_message(fd_out, {"error": traceback.format_exc()})
 

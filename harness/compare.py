@@ -157,23 +157,30 @@ def bound_ratio(output: np.ndarray, exact: np.ndarray, bound: np.ndarray) -> np.
 
 
 def within_bound_report(case: Case, output: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(ok mask, error/bound ratio) of an output against the float64 value, on the case's
-    reference subset; for the error-ratio statistics of campaigns. Empty for an op with no
-    error bound (the conversions are exact definitions)."""
+    """(ok mask, error/bound ratio) of an output against the float64 value, on a sample of
+    the case's reference subset (STATS_TOKENS x STATS_ROWS, spread evenly); for the
+    error-ratio statistics of campaigns (a campaign samples 256 of them per case anyway).
+    Empty for an op with no error bound (the conversions are exact definitions)."""
     if case.spec.kind != "gemm" or output is None:
         return np.ones(0, bool), np.zeros(0)
-    output = case.reference_subset().take(output)
-    exact, bound = case.reference("exact"), case.reference("bound")
-    ok = reference.within_bound(output, exact, bound, case.reference("canonical"))
+    spec, a = case.spec, case.arrays
+    sub = case.reference_subset().limit(case.n_tokens, case.rows, STATS_TOKENS, STATS_ROWS)
+    output = sub.take(output)
+    exact, bound = spec.exact(a, case.act, None, sub), spec.bound(a, case.act, None, sub)
+    ok = reference.within_bound(output, exact, bound, spec.canonical(a, case.act, None, sub))
     return ok, bound_ratio(output, exact, bound)
+
+
+# the statistics sample: at most this many tokens x rows of the reference subset
+STATS_TOKENS, STATS_ROWS = 8, 32
 
 
 # -- batch composition ----------------------------------------------------------------------
 
-def batch_subcase(case: Case) -> tuple[Case, int] | None:
-    """The case reduced to one token (chosen from the case's digest among the tokens of the
-    expert with the most tokens), to be run with the first option set; None when that
-    changes no expert's token count (then there is nothing to compare)."""
+def batch_token(case: Case) -> int | None:
+    """The token whose one-token sub-case is compared with the full case (chosen from the
+    case's digest among the tokens of the expert with the most tokens); None when reducing
+    the case to one token changes no expert's token count (nothing to compare)."""
     spec, a = case.spec, case.arrays
     if not spec.batched or case.n_tokens < 2:
         return None
@@ -182,9 +189,20 @@ def batch_subcase(case: Case) -> tuple[Case, int] | None:
     if counts[busiest] <= 1:
         return None
     tokens = spec.tokens_of_expert(a, busiest)
-    t = int(tokens[int(case.digest()[:8], 16) % tokens.size])
-    sub = case.with_arrays(spec.one_token(a, t), [case.runs[0]], batch_subcase_of=case.digest()[:16], token=t)
-    return sub, t
+    return int(tokens[int(case.digest()[:8], 16) % tokens.size])
+
+
+def batch_subcase(case: Case, token: int | None = None) -> tuple[Case, int] | Case | None:
+    """The case reduced to one token, to be run with the first option set. With `token`
+    (from batch_token): that sub-case. Without: (sub-case, token), or None when there is
+    nothing to compare."""
+    if token is None:
+        token = batch_token(case)
+        if token is None:
+            return None
+        return batch_subcase(case, token), token
+    return case.with_arrays(case.spec.one_token(case.arrays, token), [case.runs[0]],
+                            batch_subcase_of=case.digest()[:16], token=token)
 
 
 def batch_difference(case: Case, token: int, full: np.ndarray, alone: np.ndarray) -> str | None:

@@ -82,6 +82,16 @@ class Subset:
             idx[-1] = int(self.rows[idx[-1]])
         return tuple(idx)
 
+    def limit(self, n_tokens: int, n_rows: int, max_tokens: int, max_rows: int) -> "Subset":
+        """At most max_tokens tokens and max_rows rows of this subset (of an output with
+        n_tokens x n_rows), evenly spread, always keeping the first and the last."""
+        def pick(chosen, n, cap):
+            chosen = np.arange(n) if chosen is None else chosen
+            if len(chosen) <= cap:
+                return None if len(chosen) == n else chosen
+            return chosen[np.unique(np.linspace(0, len(chosen) - 1, cap).round().astype(np.int64))]
+        return Subset(tokens=pick(self.tokens, n_tokens, max_tokens), rows=pick(self.rows, n_rows, max_rows))
+
     def describe(self, n_tokens: int, n_rows: int) -> str:
         t = n_tokens if self.tokens is None else len(self.tokens)
         r = n_rows if self.rows is None else len(self.rows)
