@@ -121,6 +121,15 @@ class Case:
                     info=dict(info), target=dict(self.target))
 
     def digest(self) -> str:
+        """SHA-256 of what the case is (op, activation, arrays, runs, a non-kernels target);
+        remembered while those stay the same."""
+        self._check_memo()
+        key = ("digest", self.op, self.act, tuple(self.runs), json.dumps(self.target, sort_keys=True))
+        if key not in self._memo:
+            self._memo[key] = self._digest()
+        return self._memo[key]
+
+    def _digest(self) -> str:
         h = hashlib.sha256(self.op.encode() + self.act.encode())
         for name in sorted(self.arrays):
             h.update(name.encode())
@@ -132,24 +141,20 @@ class Case:
 
 
 _DIGESTS: dict[int, tuple[np.ndarray, str]] = {}
-_DIGEST_CACHE_MIN = 1 << 16  # bytes; smaller arrays are hashed again (cheaper than the bookkeeping)
 
 
 def _array_digest(a: np.ndarray) -> str:
-    """SHA-256 of an array's dtype, shape and bytes. Large arrays' digests are remembered
-    while the array lives (a case's arrays are hashed for its name, its file and its
-    sub-case; they are never changed in place)."""
-    if a.nbytes >= _DIGEST_CACHE_MIN:
-        hit = _DIGESTS.get(id(a))
-        if hit is not None and hit[0] is a:
-            return hit[1]
+    """SHA-256 of an array's dtype, shape and bytes, remembered while the array lives (a
+    case's arrays are hashed for its name and its file; they are never changed in place)."""
+    hit = _DIGESTS.get(id(a))
+    if hit is not None and hit[0] is a:
+        return hit[1]
     h = hashlib.sha256(str(a.dtype).encode() + str(a.shape).encode())
     h.update(np.ascontiguousarray(a).data)
     digest = h.hexdigest()
-    if a.nbytes >= _DIGEST_CACHE_MIN:
-        if len(_DIGESTS) > 64:
-            _DIGESTS.clear()
-        _DIGESTS[id(a)] = (a, digest)
+    if len(_DIGESTS) > 256:
+        _DIGESTS.clear()
+    _DIGESTS[id(a)] = (a, digest)
     return digest
 
 

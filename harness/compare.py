@@ -117,16 +117,20 @@ def check_unwritten(case: Case, outcomes: list[Outcome], case_path=None) -> None
                                   + (" ..." if n > len(where) else ""), options=o.options)
 
 
-def check_outcomes(case: Case, outcomes: list[Outcome], case_path=None, expected: np.ndarray | None = None) -> None:
+def check_outcomes(case: Case, outcomes: list[Outcome], case_path=None, expected: np.ndarray | None = None,
+                   *, unwritten: bool = True) -> None:
     """The bit-exact contract: raise the most specific failure, or return if every check
-    passes. Runs are compared with each other on every element; the first run with the
-    reference's canonical result on `case.reference_subset()` (every element of an
-    affordable case) or against `expected` (the whole output) when given."""
+    passes. Unwritten outputs first (`unwritten=False`: the caller checked them, as
+    Runner.check does for every target); then runs are compared with each other on every
+    element; the first run with the reference's canonical result on
+    `case.reference_subset()` (every element of an affordable case) or against `expected`
+    (the whole output) when given."""
     spec = case.spec
     require_outputs(case, outcomes, case_path)
     if not outcomes:
         return
-    check_unwritten(case, outcomes, case_path)
+    if unwritten:
+        check_unwritten(case, outcomes, case_path)
     subset = FULL if expected is not None else case.reference_subset()
     if expected is None:
         expected = case.reference("canonical")
