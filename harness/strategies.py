@@ -30,6 +30,7 @@ from hypothesis import strategies as st
 
 import reference
 
+from .act_edges import EDGES as ACT_EDGES
 from .cases import Case
 from .ops import ACTIVATIONS, CONVERSION_OPS, GEMM_OPS, OP_NAMES, OPS
 from .options import BASELINE_THRESHOLD, run_star
@@ -539,14 +540,19 @@ def _small_gemm_case(draw, op: str, isas, threads, max_rows, max_tokens, routing
 
 # -- conversions ---------------------------------------------------------------------------------
 
-ACT_INPUT_KINDS = ("normal", "wide", "bit patterns", "exp edges", "specials", "mixed")
+ACT_INPUT_KINDS = ("normal", "wide", "bit patterns", "exp edges", "specials", "rounding edges", "mixed")
 
 
-def activation_inputs(kind: str, rng: np.random.Generator, n: int) -> np.ndarray:
+def activation_inputs(kind: str, rng: np.random.Generator, n: int, act: str = "silu") -> np.ndarray:
     """float32 [n] inputs of the activation functions: normal values at any scale, any
     finite value, any bit pattern (NaN payloads, infinities, subnormals), the edges of
     exp_nonpos (underflow near -746, the float32 range of e^x, the cubic of GELU), special
-    values, or all of them mixed."""
+    values, inputs whose exact binary64 result lies next to a float32 rounding midpoint
+    (harness/act_edges.py: any deviation from the contract's binary64 sequence flips them),
+    or all of them mixed."""
+    if kind == "rounding edges":
+        edges = np.array(ACT_EDGES[act], dtype=np.uint32).view(np.float32)
+        return edges[rng.integers(0, len(edges), n)] if n else np.zeros(0, np.float32)
     if kind == "normal":
         x = rng.standard_normal(n) * np.exp2(rng.uniform(-4, 6))
     elif kind == "wide":
@@ -570,9 +576,9 @@ def activation_inputs(kind: str, rng: np.random.Generator, n: int) -> np.ndarray
     else:
         kinds = rng.choice(ACT_INPUT_KINDS[:-1], n)
         out = np.empty(n, np.float32)
-        for kd in set(kinds.tolist()):
+        for kd in sorted(set(kinds.tolist())):
             where = kinds == kd
-            out[where] = activation_inputs(kd, rng, int(where.sum()))
+            out[where] = activation_inputs(kd, rng, int(where.sum()), act)
         return out
     return np.asarray(x, dtype=np.float32)
 
@@ -602,10 +608,10 @@ def _conversion_case(draw, op: str, isas) -> Case:
         k = draw(ks(spec.max_blocks))
         arrays = {"w": _draw_weights(draw, (draw(row_counts(spec.max_rows)),), k)}
     else:  # activation
+        act = draw(_ACTS)
         kind = draw(_ACT_INPUT_KIND)
         event(f"activation inputs: {kind}")
-        arrays = {"x": activation_inputs(kind, np.random.default_rng(draw(_SEEDS)), draw(_ACT_LENGTH))}
-        act = draw(_ACTS)
+        arrays = {"x": activation_inputs(kind, np.random.default_rng(draw(_SEEDS)), draw(_ACT_LENGTH), act)}
     return Case(op, arrays, runs, act=act)
 
 
