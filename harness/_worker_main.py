@@ -10,7 +10,9 @@ Requests (one per case): {"op", "act", "options": [KernelOptions dicts], "canary
 answers, in order: when "extras", {"ok": true, "extras": true} with the target's own
 intermediate arrays (e.g. ggml's Q8_K bytes); then one message per option set i:
 {"ok": true, "index": i, "seconds": s, "cpu": s, "scratch": [...]} with the output array "out"
-(written into an array filled with canary[i] first: harness.canary), or {"ok": false,
+(written into an array filled with canary[i] first: harness.canary) and "defects": what the
+binding saw the call do besides its output (e.g. ggml writing past its work buffer), or
+{"ok": false,
 "index": i, "code", "message"} for an error status. "scratch" lists bytes the library left
 unwritten in buffers it fills for the harness (the prepacked weights). With "sub_token": t,
 then one more message for option set 0 on the case reduced to token t ("index": "sub"):
@@ -52,6 +54,7 @@ def serve(fd_in: int, fd_out: int, spec: dict) -> int:
             for i, options in enumerate(runs):
                 mark = request["canary"][i]
                 out = spec_op.new_output(case.arrays, mark) if mark >= 0 else None
+                binding.begin_call()
                 t0, c0 = time.perf_counter(), time.process_time()
                 try:
                     out = spec_op.call(binding, case.arrays, case.act, options, out=out, cache=cache)
@@ -60,22 +63,37 @@ def serve(fd_in: int, fd_out: int, spec: dict) -> int:
                     continue
                 seconds, cpu = time.perf_counter() - t0, time.process_time() - c0
                 scratch = spec_op.scratch_unwritten(cache) if options.prepacked and cache else []
-                write_message(fd_out, {"ok": True, "index": i, "seconds": seconds, "cpu": cpu, "scratch": scratch},
-                              {"out": out})
+                write_message(fd_out, {"ok": True, "index": i, "seconds": seconds, "cpu": cpu, "scratch": scratch,
+                                       "defects": list(binding.defects)}, {"out": out})
             if request.get("sub_token") is not None:  # the batch check: run 0 on one token alone
                 sub = spec_op.one_token(case.arrays, request["sub_token"])
                 mark = request["sub_canary"]
+                binding.begin_call()
                 try:
                     out = spec_op.call(binding, sub, case.act, runs[0], out=spec_op.new_output(sub, mark), cache={})
                 except binding.Error as exc:
                     write_message(fd_out, {"ok": False, "index": "sub", "code": exc.code, "message": exc.message})
                     continue
-                write_message(fd_out, {"ok": True, "index": "sub"}, {"out": out})
+                write_message(fd_out, {"ok": True, "index": "sub", "defects": list(binding.defects)}, {"out": out})
         except Exception:  # a harness bug, not a kernel failure: report it, keep serving
             write_message(fd_out, {"error": traceback.format_exc()})
 
 
+def die_with_parent() -> None:
+    """SIGKILL this process when the one that started it dies, even by SIGKILL (Linux's
+    PR_SET_PDEATHSIG): a worker spinning in a hung kernel never outlives its parent. (A
+    parent gone before this line closed the request pipe: the worker then exits on EOF.)"""
+    try:
+        import ctypes
+        import signal
+
+        ctypes.CDLL(None).prctl(1, signal.SIGKILL, 0, 0, 0)  # PR_SET_PDEATHSIG = 1
+    except (OSError, AttributeError):
+        pass
+
+
 def main() -> int:
+    die_with_parent()
     p = argparse.ArgumentParser(prog="python -m harness._worker_main")
     p.add_argument("--fds", required=True, help="IN,OUT: the protocol's pipe descriptors")
     p.add_argument("--target", required=True, help="JSON spec of the target (harness.targets)")

@@ -19,9 +19,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .errors import BuildError, UsageError
+from .paths import cache_home, kernels_dir
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
-KERNELS_DIR = Path(os.environ.get("IQ1M_KERNELS_DIR", PROJECT_ROOT / "kernels"))
+KERNELS_DIR = kernels_dir()  # the checkout's kernels/, or the sources shipped in the package (harness/paths.py)
 LIBRARY_NAME = "libiq1m.so"
 _FAULT_NAME = re.compile(r"^[a-z0-9_]+$")
 
@@ -105,7 +106,8 @@ def _tool_version(tool: str) -> str:
 def source_digest() -> str:
     """Hash of every file the library is built from."""
     if not (KERNELS_DIR / "CMakeLists.txt").exists():
-        raise UsageError(f"kernel sources not found at {KERNELS_DIR}: install the project with 'pip install -e .' from a checkout")
+        raise UsageError(f"kernel sources not found at {KERNELS_DIR}: reinstall iq1m-harness (a wheel carries them "
+                         f"in harness/_kernels) or set IQ1M_KERNELS_DIR to a checkout's kernels/")
     h = hashlib.sha256()
     for path in sorted(p for sub in ("CMakeLists.txt", "include", "src") for p in _files(KERNELS_DIR / sub)):
         h.update(str(path.relative_to(KERNELS_DIR)).encode())
@@ -123,7 +125,7 @@ def _files(path: Path):
 
 
 def cache_root() -> Path:
-    return Path(os.environ.get("IQ1M_CACHE_DIR", PROJECT_ROOT / ".iq1m")) / "build"
+    return cache_home() / "build"
 
 
 class _LogSink:
@@ -184,16 +186,16 @@ def build(variant_name: str = "release", *, echo: bool = False, rebuild: bool = 
         return library
 
 
-def build_tree(variant_name: str = "release") -> Path:
-    """Build every CMake target of a variant (the library, the C tests, the benchmark) and
-    return the CMake build directory, where `ctest` runs. CMake's own dependency tracking
-    makes a second call cheap."""
+def build_tree(variant_name: str = "release", target: str | None = None) -> Path:
+    """Build every CMake target of a variant (the library, the C tests, the benchmark), or
+    only `target` (e.g. "iq1m_peak"), and return the CMake build directory, where `ctest`
+    runs. CMake's own dependency tracking makes a second call cheap."""
     library = build(variant_name)
     tree = library.parent / "cmake"
-    log_path = library.parent / "build-all.log"
+    log_path = library.parent / f"build-{target or 'all'}.log"
     with open(log_path, "w") as log:
-        _run_logged([find_cmake(), "--build", str(tree), "-j", str(os.cpu_count() or 2)], _LogSink(log, False),
-                    log_path, variant_name)
+        _run_logged([find_cmake(), "--build", str(tree), "-j", str(os.cpu_count() or 2),
+                     *(["--target", target] if target else [])], _LogSink(log, False), log_path, variant_name)
     return tree
 
 

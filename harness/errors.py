@@ -38,16 +38,19 @@ class HarnessFailure(AssertionError):
         self.stderr_tail = stderr_tail
         self.detail = detail
         self.options = options   # the run (KernelOptions) that failed, when one run is to blame
+        self.run_label = ""      # how the target names that run (default: options.label())
         self.also: list[HarnessFailure] = []  # other failures the same case showed (runs before a crash)
         super().__init__(self._render())
 
-    def set_run(self, options) -> None:
+    def set_run(self, options, label: str = "") -> None:
         """Name the run (KernelOptions) the failure happened in."""
         self.options = options
+        self.run_label = label
         self.args = (self._render(),)
 
     def _render(self) -> str:
-        run = f" [{self.options.label()}]" if self.options is not None and "[" not in self.message else ""
+        label = self.run_label or (self.options.label() if self.options is not None else "")
+        run = f" [{label}]" if label and "[" not in self.message else ""
         parts = [f"[{self.kind}] {self.message}{run}"]
         if self.detail:
             parts.append(self.detail)
@@ -91,6 +94,14 @@ class KernelCorruption(HarnessFailure):
     library wrote to a descriptor it does not own (found by scanning open descriptors)."""
 
     kind = "corruption"
+
+
+class MemoryOverrun(HarnessFailure):
+    """The library wrote past a buffer it owns the size of (e.g. the work buffer ggml plans
+    for a graph): a heap overflow that a larger allocation hides and a tighter one turns into
+    corrupted memory."""
+
+    kind = "overrun"
 
 
 class KernelError(HarnessFailure):
@@ -142,6 +153,7 @@ class BatchDivergence(HarnessFailure):
     kind = "batch-divergence"
 
 
-FAILURE_KINDS = {cls.kind: cls for cls in (KernelCrash, KernelExit, KernelHang, KernelCorruption, KernelError, Mismatch,
+FAILURE_KINDS = {cls.kind: cls for cls in (KernelCrash, KernelExit, KernelHang, KernelCorruption, MemoryOverrun,
+                                           KernelError, Mismatch,
                                            ThreadDivergence, IsaDivergence, PathDivergence, PrepackDivergence,
                                            UnwrittenOutput, BatchDivergence)}

@@ -107,10 +107,28 @@ def random_routing(n_tokens: int, n_experts: int, top_k: int, rng: np.random.Gen
         if n_tokens else np.zeros((0, top_k), np.int32)
 
 
+def check_options(*, threads: list[int] | None, seed: int, tokens: int | None, routing: str | None) -> None:
+    """What can be checked before the model is read: a one-line UsageError each."""
+    from .targets import TARGETS
+
+    limit = min(t.max_threads for t in TARGETS.values())  # the case replays on any target
+    if threads is not None and (not threads or any(not 1 <= t <= limit for t in threads)):
+        raise UsageError(f"--threads {','.join(map(str, threads)) or '(empty)'}: thread counts must be 1..{limit}")
+    if seed < 0:
+        raise UsageError(f"--seed {seed}: must be >= 0")
+    if tokens is not None and tokens < 0:
+        raise UsageError("--tokens must be >= 0")
+    if tokens is not None and routing is not None:
+        raise UsageError("--tokens and --routing: give one (--routing sets the tokens per expert)")
+
+
 def case_from_gguf(path: Path, tensor: str, *, expert: int | None = None, experts: str | None = None,
-                   rows: str | None = None, tokens: int = 8, routing: str | None = None, top_k: int = 2,
-                   op: str | None = None, gate_tensor: str | None = None, act: str = "silu", seed: int = 0,
-                   threads: list[int] | None = None) -> Case:
+                   rows: str | None = None, tokens: int | None = None, routing: str | None = None,
+                   top_k: int | None = None, op: str | None = None, gate_tensor: str | None = None,
+                   act: str | None = None, seed: int = 0, threads: list[int] | None = None) -> Case:
+    """`tokens` (default 8), `top_k` (default 2, at most the experts taken) and `act`
+    (default silu) given where they do not apply are UsageErrors, not ignored."""
+    check_options(threads=threads, seed=seed, tokens=tokens, routing=routing)
     path = Path(path)
     reader = open_gguf(path)
     t = find_tensor(reader, tensor, path)
@@ -122,8 +140,12 @@ def case_from_gguf(path: Path, tensor: str, *, expert: int | None = None, expert
     if op not in OPS:
         raise UsageError(f"--op {op!r}: choose from {', '.join(OPS)}")
     spec = OPS[op]
-    if tokens < 0:
-        raise UsageError("--tokens must be >= 0")
+    if act is not None and not spec.has_activation:
+        raise UsageError(f"--act: {op} has no activation")
+    if top_k is not None and not spec.routed:
+        raise UsageError(f"--top-k: {op} routes no tokens to experts")
+    tokens = 8 if tokens is None else tokens
+    act = act or "silu"
     n_rows = data.shape[-2]
     r0, r1 = parse_range(rows, n_rows, "rows")
     rng = np.random.default_rng(seed)
@@ -158,6 +180,10 @@ def case_from_gguf(path: Path, tensor: str, *, expert: int | None = None, expert
         return Case(op, {spec.weights[0]: w[0], "x": x}, runs, info={"origin": origin})
 
     n_experts = w.shape[0]
+    if top_k is None:
+        top_k = min(2, n_experts)
+    elif not 1 <= top_k <= n_experts:
+        raise UsageError(f"--top-k {top_k}: must be 1..{n_experts} (the experts taken from {tensor!r})")
     if routing is not None:
         try:
             counts = [int(c) for c in routing.split(",") if c.strip()]
@@ -165,9 +191,9 @@ def case_from_gguf(path: Path, tensor: str, *, expert: int | None = None, expert
             raise UsageError(f"--routing {routing!r}: expected comma-separated token counts per expert")
         if len(counts) != n_experts or min(counts, default=0) < 0:
             raise UsageError(f"--routing {routing!r}: need {n_experts} non-negative counts (one per selected expert)")
-        ids = routing_from_counts(counts, max(1, min(top_k, n_experts)), rng)
+        ids = routing_from_counts(counts, top_k, rng)
     else:
-        ids = random_routing(tokens, n_experts, max(1, top_k), rng)
+        ids = random_routing(tokens, n_experts, top_k, rng)
     x = activation_values("normal", rng, ids.shape[0], k)
     arrays = {spec.weights[0]: w, "x": x, "ids": ids}
     for companion in spec.weights[1:]:  # the gate of an up+gate op

@@ -55,9 +55,9 @@ from .runner import Runner
 EQUIVALENT_LIST = KERNELS_DIR / "mutants-equivalent.txt"
 DEFAULT_TESTS = ("tests/kernels/test_isa_detection.py", "tests/kernels/test_library_errors.py",
                  "tests/kernels/test_conversions.py", "tests/kernels/test_path_selection.py",
-                 "tests/kernels/test_properties.py", "tests/test_regressions.py")
+                 "harness/suite/test_properties.py", "harness/suite/test_regressions.py")
 # the tests whose every check goes through the session's Runner: recorded and replayed
-RECORDED_TESTS = ("tests/kernels/test_properties.py", "tests/test_regressions.py")
+RECORDED_TESTS = ("harness/suite/test_properties.py", "harness/suite/test_regressions.py")
 
 
 @dataclass

@@ -58,6 +58,16 @@ def same_bits(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return a == b
 
 
+def ulp_distance(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Number of float32 values between a and b (0 for equal bits; -1 where a NaN is involved)."""
+    def ordered(x):
+        i = np.asarray(x, dtype=np.float32).view(np.int32).astype(np.int64)
+        return np.where(i < 0, -(i & 0x7FFFFFFF), i)
+
+    d = np.abs(ordered(a) - ordered(b))
+    return np.where(np.isnan(a) | np.isnan(b), -1, d)
+
+
 @dataclass(frozen=True)
 class Subset:
     """The part of an output the reference is compared on: the outputs of `tokens` (the
@@ -223,8 +233,6 @@ class Op:
         lines = [f"{len(idx)} of {actual.size} elements differ; first {min(len(idx), MAX_REPORTED)}:"]
         is_float = np.dtype(actual.dtype).kind == "f"
         if is_float:
-            from .compare import ulp_distance  # noqa: PLC0415 (compare imports this module)
-
             ulps = ulp_distance(actual, expected)
         for pos in idx[:MAX_REPORTED]:
             t = tuple(int(i) for i in pos)

@@ -33,11 +33,14 @@ class KernelOptions:
             raise ValueError(f"unknown option field(s) {unknown}")
         return cls(**d)
 
-    def label(self) -> str:
+    def label(self, knobs: tuple[str, ...] | None = None) -> str:
+        """"threads=2 isa=avx2 threshold=32 unfused prepacked"; `knobs`: only those fields (a
+        target that varies fewer of them)."""
         thr = "never" if self.repack_threshold >= REPACK_NEVER else str(self.repack_threshold)
-        fused = "" if self.fused else " unfused"
-        prepacked = " prepacked" if self.prepacked else ""
-        return f"threads={self.n_threads} isa={self.isa} threshold={thr}{fused}{prepacked}"
+        parts = {"n_threads": f"threads={self.n_threads}", "isa": f"isa={self.isa}",
+                 "repack_threshold": f"threshold={thr}", "fused": "" if self.fused else "unfused",
+                 "prepacked": "prepacked" if self.prepacked else ""}
+        return " ".join(p for name, p in parts.items() if p and (knobs is None or name in knobs))
 
     def differs_from(self, other: "KernelOptions") -> set[str]:
         """The knobs in which two runs differ (names of the fields)."""

@@ -13,12 +13,10 @@ import sys
 import tempfile
 from pathlib import Path
 
-from .build import PROJECT_ROOT
 from .cases import load_case
 from .errors import HarnessFailure, UsageError
+from .paths import REGRESSIONS_DIR, checkout_root
 from .target_args import add_target_arguments, target_from_args
-
-REGRESSIONS_DIR = PROJECT_ROOT / "tests" / "regressions"
 
 SCRIPT_TEMPLATE = '''#!/usr/bin/env python3
 """Reproduces a saved iq1m-harness failure.
@@ -120,8 +118,15 @@ def main(argv: list[str] | None = None) -> int:
     return run_from_args(parser.parse_args(argv))
 
 
-def promote(path: Path, dest_dir: Path = REGRESSIONS_DIR) -> Path:
-    """Copy a case into tests/regressions/ (validated first), where pytest replays it."""
+def promote(path: Path, dest_dir: Path | None = None) -> Path:
+    """Copy a case into harness/suite/regressions/ of the checkout (validated first), where
+    the packaged suite replays it."""
+    if dest_dir is None:
+        if checkout_root() is None:
+            raise UsageError("promote copies a case into a checkout's harness/suite/regressions/; this harness is "
+                             "installed: keep the case in a folder of your project and replay it with "
+                             "pytest --pyargs harness.suite --iq1m-regressions-dir=FOLDER")
+        dest_dir = REGRESSIONS_DIR
     case = load_case(path)
     dest_dir.mkdir(parents=True, exist_ok=True)
     dest = dest_dir / f"{case.op}-{case.digest()[:16]}.npz"

@@ -12,10 +12,11 @@ import os
 import shutil
 from pathlib import Path
 
-from .build import PROJECT_ROOT
 from .cases import Case, save_case
 from .compare import Outcome, batch_difference, batch_subcase, batch_token, check_unwritten
-from .errors import BatchDivergence, HarnessFailure, KernelCorruption, KernelCrash, KernelExit, KernelHang
+from .errors import (BatchDivergence, HarnessFailure, KernelCorruption, KernelCrash, KernelExit, KernelHang,
+                     MemoryOverrun)
+from .paths import runs_dir
 from .targets import Finding, KernelsTarget, Target
 from .worker import Worker
 
@@ -39,10 +40,11 @@ class Runner:
         suite's cases from such a record)."""
         self.target = KernelsTarget(target, echo_build=echo_build) if isinstance(target, str) else target
         spec = self.target.prepare()
-        runs_root = Path(os.environ.get("IQ1M_RUNS_DIR", PROJECT_ROOT / ".iq1m" / "runs"))
+        runs_root = runs_dir()
         self.work_dir = Path(work_dir or runs_root / f"{self.target.slug}-{os.getpid()}")
         self.case_dir = self.work_dir / "cases"
-        self.worker = Worker(spec, self.work_dir / "logs", env=self.target.worker_env())
+        self.worker = Worker(spec, self.work_dir / "logs", env=self.target.worker_env(),
+                             load_hint=self.target.load_hint)
         self.hello = self.worker.start()
         self.fixed_timeout = timeout
         self.base_timeout = _BASE_TIMEOUT if base_timeout is None else base_timeout
@@ -129,7 +131,8 @@ class Runner:
                         raise RuntimeError(f"the worker answered run {header.get('index')} for run {i} of {path}")
                     outcomes.append(self._outcome(options, header, arrays, marks[i]))
             except DEATHS as death:
-                death.set_run(None if in_extras else case.runs[len(outcomes)])
+                run = None if in_extras else case.runs[len(outcomes)]
+                death.set_run(run, self.target.run_label(run) if run is not None else "")
                 raise
         except DEATHS as death:
             death.completed = (case, outcomes, extras)
@@ -139,7 +142,7 @@ class Runner:
                 header, arrays = self.worker.receive(self.timeout_for(case), case_path=path)
                 self.last_batch = (token, self._outcome(case.runs[0], header, arrays, self.SUB_CANARY))
             except DEATHS as death:
-                death.set_run(case.runs[0])
+                death.set_run(case.runs[0], self.target.run_label(case.runs[0]))
                 self.last_batch = (token, death)
         return outcomes, path, extras
 
@@ -148,7 +151,8 @@ class Runner:
         if not header["ok"]:
             return Outcome(options, None, header["code"], header["message"])
         return Outcome(options, arrays["out"], canary=mark, scratch=header.get("scratch", []),
-                       seconds=header.get("seconds", 0.0), cpu=header.get("cpu", 0.0))
+                       seconds=header.get("seconds", 0.0), cpu=header.get("cpu", 0.0),
+                       defects=tuple(header.get("defects", ())))
 
     # canary numbers of the runs of a case: run i of a case gets canary_base + i; the batch
     # sub-case's run another (harness.canary: an unwritten element also differs between runs)
@@ -175,6 +179,9 @@ class Runner:
             raise
         self._record(path)
         self.stats["cases"] += 1
+        for o in outcomes:
+            if o.defects:
+                raise MemoryOverrun(o.defects[0], case_path=path, detail=case.describe(), options=o.options)
         keep = self.keep_passing
         check_unwritten(case, outcomes, path)
         for finding in self.target.judge(case, outcomes, extras, path):
@@ -203,7 +210,7 @@ class Runner:
         if isinstance(alone, HarnessFailure):
             save_case(batch_subcase(case, token), sub_path)
             alone.case_path = sub_path
-            alone.set_run(alone.options)
+            alone.set_run(alone.options, alone.run_label)
             raise alone
         self.stats["batch_checked"] += 1
         if alone.output is None:
@@ -217,7 +224,7 @@ class Runner:
             return False
         self.stats["batch_divergent"] += 1
         save_case(batch_subcase(case, token), sub_path)
-        message = f"token {token}'s output changes with the batch around it [{case.runs[0].label()}]"
+        message = f"token {token}'s output changes with the batch around it [{self.target.run_label(case.runs[0])}]"
         if self.target.invariance_fails:
             raise BatchDivergence(message, case_path=path, detail=f"{case.describe()}\n{diff}\n"
                                   f"one-token sub-case saved at: {sub_path}", options=case.runs[0])
@@ -239,7 +246,7 @@ class Runner:
                               "describe": case.describe(),
                               "expert_token_counts": case.expert_token_counts().tolist(),
                               "threads": sorted({r.n_threads for r in case.runs}),
-                              "run": finding.options.label() if finding.options is not None else "",
+                              "run": self.target.run_label(finding.options) if finding.options is not None else "",
                               "ratio": finding.ratio,
                               "case": str(path) if keep else "", "sub_case": str(sub_path) if sub_path and keep else "",
                               "detail": detail[:3000] if keep else detail.splitlines()[0][:300]})

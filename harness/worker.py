@@ -44,10 +44,13 @@ def harness_import_root() -> str:
 
 
 class Worker:
-    def __init__(self, spec: dict, log_dir: Path, *, env: dict[str, str] | None = None):
+    def __init__(self, spec: dict, log_dir: Path, *, env: dict[str, str] | None = None,
+                 load_hint: str = "check the library"):
         """`spec`: the target's worker spec (Target.prepare()); `env`: set in the worker's
-        environment (sanitizer runtimes, GGML_* switches, ...)."""
+        environment (sanitizer runtimes, GGML_* switches, ...); `load_hint`: what to do
+        when the library does not load."""
         self.spec = dict(spec)
+        self.load_hint = load_hint
         self.extra_env = dict(env or {})
         self.log_dir = Path(log_dir)
         self.log_dir.mkdir(parents=True, exist_ok=True)
@@ -94,10 +97,8 @@ class Worker:
             death = self._death()
             self._kill()
             last = (self.stderr_tail(since).strip().splitlines() or ["no message"])[-1]
-            fix = ("check --ggml-lib-dir (a directory with your build's libggml*.so) or reinstall llama-cpp-python"
-                   if self.spec.get("name") == "ggml" else "rebuild it with 'iq1m-harness build --rebuild'")
             raise WorkerStartError(f"the worker could not load {self.spec.get('library') or self.spec.get('lib_dir')} "
-                                   f"({death}: {last}); {fix} (full log: {self.log_path})")
+                                   f"({death}: {last}); {self.load_hint} (full log: {self.log_path})")
         self.hello = message[0]
         return self.hello
 

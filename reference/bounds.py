@@ -109,13 +109,14 @@ def gemm_bound(M, m_int_total, nb, dwdy_finite):
     return np.where(ok, b, np.inf)
 
 
-def moe_bound(U, Bu, A, Bg, u_finite, g_finite):
+def moe_bound(U, Bu, A, Bg, u_finite, g_finite, act_ulp=ACT_MAX_ULP):
     """The moe_up_gate bound from exact up U, its bound Bu, A = act_exact(G), the gate
-    bound Bg and where the canonical up/gate values are finite (see module doc)."""
+    bound Bg and where the canonical up/gate values are finite (see module doc);
+    `act_ulp`: the activation's error in ulp (the contract's; another implementation's)."""
     with np.errstate(invalid="ignore", over="ignore"):
         aU, aA = np.abs(U), np.abs(A)
         Ea = (ACT_MAX_SLOPE * Bg
-              + ACT_MAX_ULP * (2.0 ** -23 * ((1.0 + EPS_A) * aA + ACT_MAX_SLOPE * Bg) + 2.0 ** -149)
+              + act_ulp * (2.0 ** -23 * ((1.0 + EPS_A) * aA + ACT_MAX_SLOPE * Bg) + 2.0 ** -149)
               + 2.0 * EPS_A * ((1.0 + EPS_A) * aA + ACT_MAX_SLOPE * Bg))
         big = (aU + Bu) * (aA + Ea)
         b = (U32 * big + Bu * (aA + Ea) + aU * Ea + U64 * aU * aA) * INFLATE + TINY

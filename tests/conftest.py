@@ -1,32 +1,18 @@
-"""Hypothesis profiles shared by the whole suite.
+"""The repository's own tests. The pytest plugin (`harness.pytest_plugin`) comes from the
+`pytest11` entry point of the installed project (`pip install -e '.[test]'`); the Hypothesis
+profiles (ci, dev, fuzz, mutation) are defined in `harness/hypothesis_profiles.py`, shared
+with the packaged suite `harness/suite/`, which `pytest` in the checkout also collects."""
+from harness import hypothesis_profiles
 
-ci:   deterministic (derandomized), modest budgets; the default when CI is set.
-dev:  random, modest budgets; the default on a developer machine.
-fuzz: large budgets, used by campaigns and long local searches.
-mutation: ci without shrinking, used by `iq1m-harness mutate`.
-Select with HYPOTHESIS_PROFILE=name.
-"""
-import os
-
-from hypothesis import HealthCheck, Phase, settings
-
-_common = dict(deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
-settings.register_profile("ci", derandomize=True, max_examples=60, print_blob=True, **_common)
-settings.register_profile("dev", max_examples=60, **_common)
-settings.register_profile("fuzz", max_examples=5000, **_common)
-# The ci profile's examples without shrinking: kills exactly the same mutants, sooner.
-settings.register_profile("mutation", derandomize=True, max_examples=60, phases=[Phase.explicit, Phase.generate],
-                          **_common)
-settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci" if os.environ.get("CI") else "dev"))
-
-pytest_plugins = ["harness.pytest_plugin"]
+hypothesis_profiles.load()
 
 
 # The fast differential properties run first, so a broken kernel fails within seconds of
-# the start (the C programs and the harness self-tests take minutes); then the other kernel
-# tests and saved regressions, the reference's unit tests, and everything else in file order.
-_FIRST = ("tests/kernels/test_properties.py::test_op_matches_reference", "tests/test_regressions.py",
-          "tests/kernels/test_properties.py", "tests/kernels/", "tests/reference/")
+# the start (the C programs and the harness self-tests take minutes); then the saved
+# regressions and the rest of the packaged suite, the other kernel tests, the reference's
+# unit tests, and everything else in file order.
+_FIRST = ("harness/suite/test_properties.py::test_op_matches_reference", "harness/suite/test_regressions.py",
+          "harness/suite/", "tests/kernels/", "tests/reference/")
 _LAST = ("tests/kernels/test_c_programs.py",)
 
 

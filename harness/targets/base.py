@@ -29,6 +29,10 @@ class Target:
     bit_exact: ClassVar[bool]
     # routing tables the target's strategies draw (harness.strategies.routing_tables styles)
     routing: ClassVar[str] = "any"
+    # the most threads one run may ask for (ggml mainline's GGML_MAX_N_THREADS)
+    max_threads: ClassVar[int] = 512
+    # SIMD levels a run can select (empty: the build fixes it)
+    isa_names: ClassVar[tuple[str, ...]] = ()
 
     def __init__(self, *, strict: bool = False):
         self.strict = strict
@@ -41,6 +45,16 @@ class Target:
 
     def label(self) -> str:
         return self.name
+
+    RUN_KNOBS: ClassVar[tuple[str, ...] | None] = None  # the KernelOptions fields this target varies
+    load_hint: ClassVar[str] = "check the library"    # what to do when the worker cannot load it
+
+    def run_label(self, options) -> str:
+        return options.label(self.RUN_KNOBS)
+
+    def varies(self, knob: str) -> bool:
+        """Whether this target's runs vary that KernelOptions field (ggml: threads, fusion)."""
+        return self.RUN_KNOBS is None or knob in self.RUN_KNOBS
 
     @property
     def slug(self) -> str:

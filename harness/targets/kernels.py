@@ -11,7 +11,7 @@ from ..build import Variant, build, parse_variant
 from ..compare import check_outcomes
 from ..errors import KernelError, UsageError
 from .base import Finding, Target
-from .libiq1m import STATUS_CODES, Library
+from .libiq1m import ISA_NAMES, STATUS_CODES, Library
 
 
 def sanitizer_environment(variant: Variant) -> dict[str, str]:
@@ -45,6 +45,9 @@ class KernelsTarget(Target):
     bit_exact = True
     routing = "any"  # unused slots and repeated experts are part of the library's contract
     ops = None       # every operation of the registry: the GEMMs and the standalone entry points
+    load_hint = "rebuild it with 'iq1m-harness build --rebuild'"
+    max_threads = 1024  # IQ1M_MAX_THREADS in kernels/src/threadpool.h
+    isa_names = tuple(n for n in ISA_NAMES if n != "auto")
 
     def __init__(self, variant: str = "release", *, echo_build: bool = False):
         super().__init__(strict=True)

@@ -35,7 +35,11 @@ from __future__ import annotations
 
 import ctypes
 import glob
+import json
 import os
+import select
+import signal
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -45,6 +49,7 @@ import reference
 
 from ..options import KernelOptions
 from .libiq1m import BLOCK_BYTES, QK_K, LibraryError
+from .prepared import Prepared
 
 Q8K_BYTES = 292
 
@@ -63,6 +68,10 @@ class _InitParams(ctypes.Structure):
 class _TypeTraitsCpu(ctypes.Structure):  # mainline ggml-cpu.h struct ggml_type_traits_cpu
     _fields_ = [("from_float", ctypes.c_void_p), ("vec_dot", ctypes.c_void_p), ("vec_dot_type", ctypes.c_int),
                 ("nrows", ctypes.c_int64)]
+
+
+class _CPlanHead(ctypes.Structure):  # struct ggml_cplan: work_size first, then version-dependent fields
+    _fields_ = [("work_size", ctypes.c_size_t), ("rest", ctypes.c_uint8 * 248)]
 
 
 _FROM_FLOAT = ctypes.CFUNCTYPE(None, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int64)
@@ -86,6 +95,21 @@ class Q8KLayout:
         return np.ascontiguousarray(np.concatenate(
             [raw[..., self.d:self.d + 4], raw[..., self.qs:self.qs + QK_K], raw[..., self.bsums:self.bsums + 32]],
             axis=-1))
+
+
+def _gelu_erf(g):
+    from math import erf
+
+    return 0.5 * g * (1.0 + np.vectorize(erf)(g / np.sqrt(2.0)))
+
+
+_ACTIVATION_FORMS = {  # float64 candidates for what a unary id computes in the fused op
+    "silu": reference.silu_exact,
+    "gelu": reference.gelu_exact,  # the tanh form, as the contract's
+    "gelu_erf": _gelu_erf,
+    "gelu_quick": lambda g: g / (1.0 + np.exp(-1.702 * g)),
+    "relu": lambda g: np.maximum(g, 0.0),
+}
 
 
 def probe_row() -> tuple[np.ndarray, np.ndarray]:
@@ -129,10 +153,10 @@ def find_libraries(lib_dir: str | os.PathLike) -> list[Path]:
 
 
 class GgmlLibrary:
-    writes_into_out = True  # the op methods take `out=` (harness.ops.Op.call; canary-filled)
     """ggml loaded from one directory of shared libraries."""
 
     Error = LibraryError
+    writes_into_out = True  # the op methods take `out=` (harness.ops.Op.call; canary-filled)
 
     def __init__(self, lib_dir: str | os.PathLike):
         self.lib_dir = str(lib_dir)
@@ -143,9 +167,12 @@ class GgmlLibrary:
         self.libs = [ctypes.CDLL(p, mode=ctypes.RTLD_GLOBAL) for p in self.paths]
         self.api = "split" if any("libggml-base" in p for p in self.paths) else "single"
         self._fns: dict[str, object] = {}
+        self._pools: dict[int, tuple[np.ndarray, int]] = {}  # context -> (its memory pool, work estimate)
+        self.defects: list[str] = []  # what the last call did beyond its output (worker protocol)
         sig = {
             "ggml_init": (_p, [_InitParams]),
             "ggml_free": (None, [_p]),
+            "ggml_used_mem": (ctypes.c_size_t, [_p]),
             "ggml_type_name": (ctypes.c_char_p, [ctypes.c_int]),
             "ggml_type_size": (ctypes.c_size_t, [ctypes.c_int]),
             "ggml_blck_size": (_i64, [ctypes.c_int]),
@@ -168,6 +195,7 @@ class GgmlLibrary:
             "quantize_row_q8_K_ref": (None, [_p, _p, _i64]),
             "ggml_commit": (ctypes.c_char_p, []),
             "ggml_version": (ctypes.c_char_p, []),
+            "iqk_dequant_type": (ctypes.c_int, [ctypes.c_int, ctypes.c_int]),
         }
         for name, (restype, argtypes) in sig.items():
             fn = self._lookup(name)
@@ -193,10 +221,27 @@ class GgmlLibrary:
         self.q8k_type_size = int(self._fn("ggml_type_size")(self.Q8_K))
         self._quantizer, self.quantizer_name = self._find_quantizer()
         self.q8k_layout = self._probe_q8k_layout()
-        self.unary_ops = self._unary_ids() if "ggml_unary_op_name" in self._fns else {}
-        self.has_fused = "ggml_moe_up_gate" in self._fns and {"SILU", "GELU"} <= set(self.unary_ops)
+        self.repack = self._repack_switch()
+        # What the library does is probed in forked children, before this process computes
+        # anything (a probe may abort; a fork after OpenMP threads started would not be safe).
+        self.unused_slot_ok = None
+        self.unused_slot_ok = self._in_child(self._probe_unused_slot) is True
+        names = self._unary_ids() if "ggml_unary_op_name" in self._fns else {}
+        self.unary_check = {}
+        self.unary_ops = {}
+        if "ggml_moe_up_gate" in self._fns and {"SILU", "GELU"} <= set(names):
+            self.unary_ops = {n: names[n] for n in ("SILU", "GELU")}
+            self.unary_check = self._in_child(self._probe_unary) or {"probe": "died"}
+            for name, seen in self.unary_check.items():
+                if isinstance(seen, dict) and seen.get("computes") != name.lower():
+                    del self.unary_ops[name]  # the id computes something else: the fused op is not used for it
+        self.has_fused = bool(self.unary_ops)
 
     # -- lookup --------------------------------------------------------------------------
+    def begin_call(self) -> None:
+        """Forget the defects of the previous call (the worker asks before every run)."""
+        self.defects.clear()
+
     def _lookup(self, name: str):
         for lib in reversed(self.libs):  # the most specific library first (cpu over base)
             try:
@@ -262,6 +307,93 @@ class GgmlLibrary:
                           f"{self.quantizer_name} of a probe row holds no unique d, qs, bsums)")
         return layout
 
+    def _repack_switch(self) -> dict:
+        """ik_llama.cpp-style builds export iqk_dequant_type(type, n): the type whose rows a
+        matmul with n activation rows converts the weights to (the weights' own type when
+        none). The first n where IQ1_M turns into another type is where the lossy int8
+        repacked path starts."""
+        if "iqk_dequant_type" not in self._fns:
+            return {}
+        fn = self._fn("iqk_dequant_type")
+        for n in range(1, 1025):
+            t = fn(self.IQ1_M, n)
+            if t != self.IQ1_M:
+                raw = self._fn("ggml_type_name")(t) if 0 <= t < 1024 else None
+                return {"threshold": n, "type": raw.decode(errors="replace") if raw else str(t)}
+        return {}
+
+    def _in_child(self, fn, timeout: float = 60.0):
+        """fn()'s JSON-able result, computed in a forked child, or None when the child died,
+        failed or took longer than `timeout` (its stderr goes to this worker's log)."""
+        r, w = os.pipe()
+        pid = os.fork()
+        if pid == 0:
+            os.close(r)
+            try:
+                data = json.dumps(fn()).encode()
+                view = memoryview(data)
+                while view:
+                    view = view[os.write(w, view):]
+                os._exit(0)
+            except BaseException:
+                os._exit(3)
+        os.close(w)
+        chunks, deadline = [], time.monotonic() + timeout
+        try:
+            while True:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0 or not select.select([r], [], [], remaining)[0]:
+                    os.kill(pid, signal.SIGKILL)
+                    break
+                chunk = os.read(r, 1 << 16)
+                if not chunk:
+                    break
+                chunks.append(chunk)
+        finally:
+            os.close(r)
+            _, status = os.waitpid(pid, 0)
+        if not os.WIFEXITED(status) or os.WEXITSTATUS(status) != 0:
+            return None
+        return json.loads(b"".join(chunks))
+
+    def _probe_weights(self, rng, leading: tuple[int, ...]) -> np.ndarray:
+        n = int(np.prod(leading))
+        fields = reference.IQ1MFields(grid_index=rng.integers(0, 2048, (n, 32), dtype=np.uint16),
+                                      delta_negative=rng.random((n, 32)) < 0.5,
+                                      scale=rng.integers(0, 7, (n, 16), dtype=np.uint8),
+                                      d_bits=np.full(n, np.float16(1 / 16).view(np.uint16), dtype=np.uint16))
+        return reference.encode_fields(fields).reshape(*leading, BLOCK_BYTES)
+
+    def _probe_unused_slot(self) -> bool:
+        """Does mul_mat_id take -1 as "slot unused" (skipped, output +0.0)? Mainline asserts
+        0 <= id < n_expert (the child aborts); ik_llama.cpp skips such slots."""
+        rng = np.random.default_rng(1)
+        w = self._probe_weights(rng, (1, 8))
+        x = rng.standard_normal((2, QK_K)).astype(np.float32)
+        out = self.mul_mat_id(w, x, np.array([[0], [-1]], dtype=np.int32), KernelOptions())
+        return bool(np.all(out[1] == 0) and np.any(out[0] != 0))
+
+    def _probe_unary(self) -> dict:
+        """What each unary id the fused op is called with computes, judged by value: the
+        fused output against up * f(gate) for SiLU and the GELU forms, with up and gate from
+        mul_mat_id on the same inputs (enough tokens for every build's fast path)."""
+        rng = np.random.default_rng(2)
+        w_up, w_gate = (self._probe_weights(rng, (1, 16)) for _ in range(2))
+        n = max(64, self.repack.get("threshold", 0))
+        x = rng.standard_normal((n, QK_K)).astype(np.float32)
+        ids = np.zeros((n, 1), dtype=np.int32)
+        up = self.mul_mat_id(w_up, x, ids, KernelOptions()).astype(np.float64)
+        gate = self.mul_mat_id(w_gate, x, ids, KernelOptions()).astype(np.float64)
+        seen = {}
+        for name, op_id in self.unary_ops.items():
+            out = self._fused(w_up, w_gate, x, ids, op_id, 1).astype(np.float64)
+            errors = {f: float(np.max(np.abs(out - up * g)) / max(float(np.max(np.abs(up * g))), 1e-30))
+                      for f, g in ((f, fn(gate)) for f, fn in _ACTIVATION_FORMS.items())}
+            best = min(errors, key=errors.get)
+            seen[name] = {"id": op_id, "computes": best if errors[best] < 1e-3 else "none of the known forms",
+                          "relative_error": errors}
+        return seen
+
     def version(self) -> str:
         parts = []
         for name in ("ggml_version", "ggml_commit"):
@@ -270,11 +402,25 @@ class GgmlLibrary:
                 parts.append(raw.decode(errors="replace") if raw else "?")
         return " ".join(parts) or "unknown"
 
+    def identity(self) -> str:
+        """What kind of build this is, from what it exports (older trees have no version)."""
+        ik = "iqk_dequant_type" in self._fns or "ggml_moe_up_gate" in self._fns
+        family = "ik_llama.cpp-like" if ik else ("mainline" if self.api == "split" else "single-library ggml")
+        marks = [m for m, present in (("ggml_moe_up_gate", "ggml_moe_up_gate" in self._fns),
+                                      ("iqk_* kernels", "iqk_dequant_type" in self._fns),
+                                      ("ggml_cpu_init", "ggml_cpu_init" in self._fns)) if present]
+        marks.append(f"Q8_K block {self.q8k_type_size} bytes")
+        version = self.version()
+        marks.append(f"version {version}" if version != "unknown" else "no ggml_version")
+        return f"{family} ({', '.join(marks)})"
+
     def describe(self) -> dict:
         return {"lib_dir": self.lib_dir, "libraries": self.paths, "api": self.api, "version": self.version(),
                 "iq1_m_type": self.IQ1_M, "q8_K_type": self.Q8_K, "q8_K_type_size": self.q8k_type_size,
                 "quantizer": self.quantizer_name, "fused_moe_up_gate": self.has_fused,
                 "cpu_init": "ggml_cpu_init" in self._fns, "q8_K_layout": str(self.q8k_layout),
+                "unused_slot": self.unused_slot_ok, "unary_ops": dict(self.unary_ops),
+                "unary_check": self.unary_check, "repack": self.repack, "identity": self.identity(),
                 "env": {k: v for k, v in os.environ.items() if k.startswith("GGML_")}}
 
     def extras(self, case) -> dict[str, np.ndarray]:
@@ -296,9 +442,16 @@ class GgmlLibrary:
         return self.q8k_layout.normalise(raw.reshape(t, nb, size))
 
     # -- graphs --------------------------------------------------------------------------
+    CANARY = 0xA5
+    CANARY_WINDOW = 4 << 20
+
     def _context(self, data_bytes: int, work_bytes: int):
+        """A context on a memory pool of our own, so that what the compute writes past the
+        work buffer it plans for itself (inside the pool) can be seen (`_compute`)."""
         mem = int(data_bytes + 2 * work_bytes + 64 * 1024 * 1024)
-        ctx = self._fn("ggml_init")(_InitParams(mem, None, False))
+        pool = np.empty(mem, dtype=np.uint8)
+        ctx = self._fn("ggml_init")(_InitParams(mem, pool.ctypes.data, False))
+        self._pools[ctx] = (pool, int(work_bytes))
         if not ctx:
             raise LibraryError(-1, f"ggml_init failed for {mem} bytes")
         return ctx
@@ -316,6 +469,10 @@ class GgmlLibrary:
             ctypes.memmove(self._fn("ggml_get_data")(t), data.ctypes.data, n)
         return t
 
+    def _free(self, ctx) -> None:
+        self._fn("ggml_free")(ctx)
+        self._pools.pop(ctx, None)
+
     def _compute(self, ctx, result, n_threads: int, shape: tuple[int, ...], out: np.ndarray | None = None
                  ) -> np.ndarray:
         """Compute the graph of `result` into `out` (allocated when None). A given `out`
@@ -329,9 +486,22 @@ class GgmlLibrary:
             raise LibraryError(-1, f"result holds {n} bytes, expected {out.nbytes}")
         data = self._fn("ggml_get_data")(result)
         ctypes.memmove(data, out.ctypes.data, n)
+        pool, work_bytes = self._pools[ctx]
+        # ggml_graph_compute_with_ctx allocates its planned work buffer as the context's next
+        # object: anything written beyond that object's end (the free rest of the pool,
+        # filled with a canary first) was written past the buffer the library planned
+        start = self._fn("ggml_used_mem")(ctx)
+        end = min(pool.size, start + 2 * work_bytes + self.CANARY_WINDOW)
+        pool[start:end] = self.CANARY
         status = self._fn("ggml_graph_compute_with_ctx")(ctx, graph, int(n_threads))
         if status != 0:
             raise LibraryError(status, f"ggml_graph_compute_with_ctx returned status {status}")
+        planned_end = self._fn("ggml_used_mem")(ctx)
+        stray = np.flatnonzero(pool[planned_end:end] != self.CANARY)
+        if stray.size:
+            self.defects.append(f"the compute wrote {stray.size} bytes past the end of the work buffer it planned "
+                                f"({planned_end - start} bytes), the last {int(stray[-1]) + 1} bytes past it: "
+                                f"a heap overflow in a context sized as ggml asks")
         ctypes.memmove(out.ctypes.data, data, n)
         return out
 
@@ -357,13 +527,13 @@ class GgmlLibrary:
             r = self._fn("ggml_mul_mat")(ctx, a, b)
             return self._compute(ctx, r, opt.n_threads, (n_tokens, rows), out)
         finally:
-            self._fn("ggml_free")(ctx)
+            self._free(ctx)
 
     def _id_inputs(self, ctx, x, ids):
         n_tokens, top_k = ids.shape
         k = x.shape[1]  # activations' own K
-        if (ids < 0).any():
-            raise LibraryError(-1, "ggml has no unused routing slot (-1): route every slot to an expert")
+        if self.unused_slot_ok is False and (ids < 0).any():
+            raise LibraryError(-1, "this ggml has no unused routing slot (-1): route every slot to an expert")
         b = self._tensor(ctx, self.F32, k, 1, n_tokens, data=x)
         t_ids = self._tensor(ctx, self.I32, top_k, n_tokens, data=np.ascontiguousarray(ids, dtype=np.int32))
         return b, t_ids
@@ -389,7 +559,21 @@ class GgmlLibrary:
             r = self._fn("ggml_mul_mat_id")(ctx, a, b, t_ids)
             return self._compute(ctx, r, opt.n_threads, (n_tokens, top_k, rows), out)
         finally:
-            self._fn("ggml_free")(ctx)
+            self._free(ctx)
+
+    def _fused(self, w_up, w_gate, x, ids, unary_id: int, n_threads: int, out=None) -> np.ndarray:
+        n_experts, rows = w_up.shape[0], w_up.shape[1]
+        n_tokens, top_k = ids.shape
+        k = self._k(w_up)
+        ctx = self._id_context([w_up, w_gate], x, ids)
+        try:
+            a_up = self._tensor(ctx, self.IQ1_M, k, rows, n_experts, data=w_up)
+            a_gate = self._tensor(ctx, self.IQ1_M, k, rows, n_experts, data=w_gate)
+            b, t_ids = self._id_inputs(ctx, x, ids)
+            r = self._fn("ggml_moe_up_gate")(ctx, a_up, a_gate, b, t_ids, unary_id)
+            return self._compute(ctx, r, n_threads, (n_tokens, top_k, rows), out)
+        finally:
+            self._free(ctx)
 
     def moe_up_gate(self, w_up: np.ndarray, w_gate: np.ndarray, x: np.ndarray, ids: np.ndarray, act: str,
                     opt: KernelOptions, *, out=None) -> np.ndarray:
@@ -398,16 +582,8 @@ class GgmlLibrary:
         k = self._k(w_up)
         if n_tokens == 0 or top_k == 0 or rows == 0:
             return np.zeros((n_tokens, top_k, rows), dtype=np.float32)
-        if self.has_fused and opt.fused:
-            ctx = self._id_context([w_up, w_gate], x, ids)
-            try:
-                a_up = self._tensor(ctx, self.IQ1_M, k, rows, n_experts, data=w_up)
-                a_gate = self._tensor(ctx, self.IQ1_M, k, rows, n_experts, data=w_gate)
-                b, t_ids = self._id_inputs(ctx, x, ids)
-                r = self._fn("ggml_moe_up_gate")(ctx, a_up, a_gate, b, t_ids, self.unary_ops[act.upper()])
-                out = self._compute(ctx, r, opt.n_threads, (n_tokens, top_k, rows), out)
-            finally:
-                self._fn("ggml_free")(ctx)
+        if opt.fused and act.upper() in self.unary_ops:
+            out = self._fused(w_up, w_gate, x, ids, self.unary_ops[act.upper()], opt.n_threads, out)
         else:
             # each mul_mat_id writes into a copy of the canary; an element either left holding
             # it keeps the canary in the composed output too
@@ -422,3 +598,122 @@ class GgmlLibrary:
             missed = (up.view(np.uint32) == fill.view(np.uint32)) | (gate.view(np.uint32) == fill.view(np.uint32))
             out[...] = np.where(missed, fill, composed)
         return out
+
+    # -- prepared graphs (iq1m-harness bench) ----------------------------------------------
+    WORK_METHODS = ("reset", "reinit")
+
+    @property
+    def work_method(self) -> str:
+        """How `prepared_graph` empties its work context before each run by default: "reset"
+        (ggml_reset) where the build exports it, else "reinit" (ggml_free, then ggml_init on
+        the same caller-owned buffer: older builds such as ik_llama.cpp have no ggml_reset)."""
+        return "reset" if self._extra_fn("ggml_reset", None, [_p]) else "reinit"
+
+    def prepared_graph(self, op: str, arrays: dict, opt: KernelOptions, act: str = "silu",
+                       work: str | None = None) -> Prepared:
+        """`op`'s graph built once on `arrays` (tensors uploaded, graph expanded); calling the
+        result runs ggml_graph_compute_with_ctx alone, and `.fetch()` copies the result out.
+
+        The compute takes its work buffer from the context it is given (a too-small one makes
+        ggml print a message and crash), so every run gets a work context of its own, emptied
+        first (`work`: WORK_METHODS, default `work_method`), with generous room: ggml's own
+        plan, plus the activations' Q8_K copy and row lists, plus 64 MiB (ik_llama.cpp's
+        fused op plans too little when tokens > 2 x rows x experts). moe_up_gate is
+        ggml_moe_up_gate when `opt.fused` and the build has it for `act` (`unary_ops`), else
+        two mul_mat_id, the activation and ggml_mul in one graph. `.close()` frees both
+        contexts (older builds have 64 context slots in all)."""
+        from ..ops import get
+
+        spec = get(op)
+        a = spec.coerce(arrays)
+        work = work or self.work_method
+        if work not in self.WORK_METHODS:
+            raise ValueError(f"work method {work!r}: expected one of {self.WORK_METHODS}")
+        k, n_tokens = self._k(a[spec.weights[0]]), spec.n_tokens(a)
+        out = np.empty(spec.output_shape(a), dtype=np.float32)
+        init, free = self._fn("ggml_init"), self._fn("ggml_free")
+        ctx = self._context(sum(v.nbytes for v in a.values()) + 4 * out.nbytes, 0)  # + the intermediates
+        contexts = [ctx]
+        try:
+            ws = [self._tensor(ctx, self.IQ1_M, k, *a[n].shape[-2::-1], data=a[n]) for n in spec.weights]
+            inputs = self._id_inputs(ctx, a["x"], a["ids"]) if spec.routed else (
+                self._tensor(ctx, self.F32, a["x"].shape[1], n_tokens, data=a["x"]),)
+            result = getattr(self, f"_node_{op}")(ctx, ws, *inputs, opt=opt, act=act)
+            if self._fn("ggml_nbytes")(result) != out.nbytes:
+                raise LibraryError(-1, f"result holds {self._fn('ggml_nbytes')(result)} bytes, expected {out.nbytes}")
+            graph = self._fn("ggml_new_graph")(ctx)
+            self._fn("ggml_build_forward_expand")(graph, result)
+            room = (self._planned_work(graph, opt.n_threads) + self._q8_bytes(n_tokens, k)
+                    + 16 * spec.n_experts(a) * (n_tokens * spec.top_k(a) + 64) + (64 << 20))
+            if work == "reset":
+                reset = self._extra_fn("ggml_reset", None, [_p])
+                if reset is None:
+                    raise LibraryError(-1, "this ggml exports no ggml_reset: use work='reinit'")
+                params, buffer = _InitParams(room, None, False), None
+            else:
+                buffer = np.empty(room + 64, dtype=np.uint8)
+                params = _InitParams(room, buffer.ctypes.data + (-buffer.ctypes.data) % 64, False)
+            contexts.append(init(params))
+            if not contexts[1]:
+                raise LibraryError(-1, f"ggml_init of a {room}-byte work context failed")
+        except BaseException:
+            for c in contexts:
+                free(c)
+            raise
+        compute, data, n_threads = self._fn("ggml_graph_compute_with_ctx"), self._fn("ggml_get_data"), int(opt.n_threads)
+
+        def renew() -> None:
+            if work == "reset":
+                reset(contexts[1])
+                return
+            free(contexts[1])
+            contexts[1] = init(params)
+            if not contexts[1]:
+                raise LibraryError(-1, "ggml_init of the work context failed")
+
+        def run() -> None:
+            renew()
+            status = compute(contexts[1], graph, n_threads)
+            if status != 0:
+                raise LibraryError(status, f"ggml_graph_compute_with_ctx returned status {status}")
+
+        def fetch() -> np.ndarray:
+            ctypes.memmove(out.ctypes.data, data(result), out.nbytes)
+            return out
+
+        def close() -> None:
+            for c in contexts:
+                free(c)
+        return Prepared(run, fetch, close, keep=(a, buffer, params))
+
+    def _planned_work(self, graph, n_threads: int) -> int:
+        """ggml_graph_plan(graph, n_threads)'s work size (0 where it is not exported). The
+        plan struct starts with the size in every API generation; what follows differs, so
+        it is read into a larger opaque struct (returned through a hidden pointer either
+        way), and the third argument (mainline's threadpool, NULL) is ignored by older
+        two-argument builds."""
+        plan = self._extra_fn("ggml_graph_plan", _CPlanHead, [_p, ctypes.c_int, _p])
+        return int(plan(graph, int(n_threads), None).work_size) if plan else 0
+
+    def _extra_fn(self, name: str, restype, argtypes):
+        """A symbol only some callers need, bound on first use (None when not exported)."""
+        if name not in self._fns:
+            fn = self._lookup(name)
+            if fn is None:
+                return None
+            fn.restype, fn.argtypes = restype, argtypes
+            self._fns[name] = fn
+        return self._fns[name]
+
+    def _node_mul_mat(self, ctx, ws, b, *, opt, act):
+        return self._fn("ggml_mul_mat")(ctx, ws[0], b)
+
+    def _node_mul_mat_id(self, ctx, ws, b, ids, *, opt, act):
+        return self._fn("ggml_mul_mat_id")(ctx, ws[0], b, ids)
+
+    def _node_moe_up_gate(self, ctx, ws, b, ids, *, opt, act):
+        if opt.fused and act.upper() in self.unary_ops:
+            return self._fn("ggml_moe_up_gate")(ctx, *ws, b, ids, self.unary_ops[act.upper()])
+        up, gate = (self._fn("ggml_mul_mat_id")(ctx, w, b, ids) for w in ws)
+        f, mul = self._extra_fn(f"ggml_{act}", _p, [_p, _p]), self._extra_fn("ggml_mul", _p, [_p, _p, _p])
+        return mul(ctx, up, f(ctx, gate))

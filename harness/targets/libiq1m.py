@@ -13,10 +13,12 @@ the library's own choice there.
 from __future__ import annotations
 
 import ctypes
+import dataclasses
 
 import numpy as np
 
 from ..options import REPACK_NEVER, KernelOptions  # noqa: F401  (re-exported: the ABI's options)
+from .prepared import Prepared
 
 ISA_NAMES = {"auto": 0, "scalar": 1, "avx2": 2, "avx512vnni": 3}
 ISA_BY_VALUE = {v: k for k, v in ISA_NAMES.items()}
@@ -64,6 +66,7 @@ def _out(out: np.ndarray | None, shape, dtype) -> np.ndarray:
 class Library:
     Error = LibraryError
     writes_into_out = True  # the op methods take `out=` (harness.ops.Op.call)
+    defects: tuple[str, ...] = ()
 
     def __init__(self, path: str):
         self.path = str(path)
@@ -112,9 +115,45 @@ class Library:
         fn(ctypes.byref(direct), ctypes.byref(repacked))
         return direct.value, repacked.value
 
+    def begin_call(self) -> None:
+        """Nothing to reset: this binding sees no defects beside the outputs."""
+
     def extras(self, case) -> dict[str, np.ndarray]:
         """Nothing besides the outputs: the kernels are judged against the reference alone."""
         return {}
+
+    def default_options(self, **changes) -> KernelOptions:
+        """The library's own defaults (iq1m_default_options: ISA auto, its repack threshold,
+        fused), with `changes` applied (e.g. n_threads=2, prepacked=True). The harness's
+        KernelOptions() default to the 32-token baseline threshold instead."""
+        fn = self.lib.iq1m_default_options
+        fn.restype, fn.argtypes = None, [ctypes.POINTER(_COptions)]
+        c = _COptions()
+        fn(ctypes.byref(c))
+        return dataclasses.replace(KernelOptions(c.n_threads, ISA_BY_VALUE[c.isa], c.repack_threshold, bool(c.fused),
+                                                 bool(c.prepacked)), **changes)
+
+    def prepared(self, op: str, arrays: dict, opt: KernelOptions, act: str = "silu") -> Prepared:
+        """`op` (a harness.ops name) on `arrays` with all but the library call done once: the
+        output allocated, the options converted, the weights prepacked when `opt.prepacked`
+        (a load-time step, like ggml's repacked weight buffers). Calling the result runs
+        iq1m_<op> with the arguments in the ABI's order (weights, [experts], rows, K, x,
+        tokens, [ids, top_k], [act], out, options)."""
+        from ..ops import get
+
+        spec = get(op)
+        a = spec.coerce(arrays)
+        k, out = spec.k(a), np.zeros(spec.output_shape(a), dtype=np.float32)
+        weights = [self._weights(a[name], k, opt) for name in spec.weights]
+        copt = self._options(opt)
+        args = (*map(_ptr, weights), *((spec.n_experts(a),) if spec.routed else ()), spec.rows(a), k, _ptr(a["x"]),
+                spec.n_tokens(a), *((_ptr(a["ids"]), spec.top_k(a)) if spec.routed else ()),
+                *((ACT_NAMES[act],) if spec.has_activation else ()), _ptr(out), ctypes.byref(copt))
+        fn = getattr(self.lib, f"iq1m_{op}")
+
+        def run() -> None:
+            self._check(fn(*args))
+        return Prepared(run, lambda: out, keep=(a, weights, out, copt))
 
     # -- helpers -------------------------------------------------------------------------
     def _check(self, status: int) -> None:

@@ -28,7 +28,7 @@ HISTORICAL_FAULTS = {
 def test_default_suite_catches_historical_fault(fault):
     env = dict(os.environ, HYPOTHESIS_PROFILE="ci", IQ1M_RUNS_DIR=str(PROJECT_ROOT / ".iq1m" / "runs" / "faults"))
     proc = subprocess.run([sys.executable, "-m", "pytest", "-x", "-q", "-p", "no:cacheprovider",
-                           f"--iq1m-variant=fault:{fault}", "tests/kernels/test_properties.py"],
+                           f"--iq1m-variant=fault:{fault}", "harness/suite/test_properties.py"],
                           cwd=PROJECT_ROOT, env=env, capture_output=True, text=True, timeout=1200)
     assert proc.returncode == 1, f"fault {fault} was not caught:\n{proc.stdout[-3000:]}"
     kinds = {k for k in ("KernelCrash", "KernelHang", "KernelError", "Mismatch", "ThreadDivergence",

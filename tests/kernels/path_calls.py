@@ -7,7 +7,7 @@ import sys
 import numpy as np
 
 from harness.targets.libiq1m import KernelOptions, Library, LibraryError
-from harness.bench import random_iq1m
+from harness.tools.bench.workloads import random_iq1m
 
 lib = Library(sys.argv[1])
 rng = np.random.default_rng(20261127)

@@ -60,6 +60,15 @@ def test_pinned_expert_token_counts(iq1m_runner, op, counts):
         iq1m_runner.check(hs.pinned_moe_case(op, counts, iq1m_runner.isas, act=act))
 
 
+@pytest.mark.parametrize("counts", [[1], [31], [5, 40]], ids=lambda c: "counts=" + "-".join(map(str, c)))
+def test_fused_moe_with_an_expert_below_32_tokens_ik_llama_626(iq1m_runner, counts):
+    """The seed (ik_llama.cpp issue 626): the fused up+gate op aborted whenever an expert got
+    fewer than 32 tokens (its pre-fix build still does: run this suite with --iq1m-target
+    ggml --iq1m-ggml-lib-dir on it). Row counts a multiple of 8, so nothing else is hit."""
+    for act in ("silu", "gelu"):
+        iq1m_runner.check(hs.pinned_moe_case("moe_up_gate", counts, iq1m_runner.isas, rows=16, act=act))
+
+
 @pytest.mark.parametrize("n_tokens", [0, 1, 31, 32, 33, 100])
 # 600 rows: chunks of many panels, past the tile a direct-path chunk may fill
 @pytest.mark.parametrize("rows,k", [(1, 256), (17, 512), (40, 7168), (600, 256)])
