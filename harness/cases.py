@@ -4,7 +4,9 @@ A case is a `.npz` archive holding the input arrays and a JSON header (`__meta__
 the operation, parameters, the option sets to run, the build variant, versions, a SHA-256
 of every array (so a truncated or tampered file is detected), and, for a failure, what was
 expected and observed. Files are written atomically (temporary file + rename), so a case
-on disk is always complete, even if the writer is killed mid-way.
+on disk is always complete, even if the writer is killed mid-way (SIGKILL of the writer
+loses nothing written before the rename; no fsync: the rename is atomic in the page cache,
+and durability across a power cut is not what a campaign promises).
 """
 from __future__ import annotations
 
@@ -39,6 +41,9 @@ class Case:
     info: dict = field(default_factory=dict)  # origin, failure details, digests, versions
     # what the case runs on (harness.targets: Target.to_dict()); {} = the project's kernels
     target: dict = field(default_factory=dict)
+    # reference results computed for this case (Case.reference); arrays are not changed in
+    # place once a case exists, only replaced (a target's adapt), which clears it
+    _memo: dict = field(default_factory=dict, init=False, repr=False, compare=False)
 
     def __post_init__(self):
         if self.op not in OPS:
@@ -82,12 +87,49 @@ class Case:
         env = "".join(f" {k}={v}" for k, v in sorted(self.target.get("env", {}).items()))
         return f"{self.spec.describe(self.arrays, self.act)} {where}{env}"
 
+    def reference_subset(self):
+        """Where the output is compared with the reference (harness.ops.Subset)."""
+        self._check_memo()
+        key = ("subset",)
+        if key not in self._memo:
+            self._memo[key] = self.spec.reference_subset(self.arrays)
+        return self._memo[key]
+
+    def reference(self, kind: str = "canonical", x=None):
+        """The reference's `kind` (canonical, exact or bound) of this case on its reference
+        subset, computed once; `x`: a target's own quantized activations instead of x."""
+        if x is not None:
+            return getattr(self.spec, kind)(self.arrays, self.act, x, self.reference_subset())
+        self._check_memo()
+        key = (kind, self.act)
+        if key not in self._memo:
+            self._memo[key] = getattr(self.spec, kind)(self.arrays, self.act, None, self.reference_subset())
+        return self._memo[key]
+
+    def _check_memo(self) -> None:
+        """Forget what was computed from arrays that have since been replaced."""
+        current = tuple(sorted(self.arrays.items()))
+        seen = self._memo.get("arrays")
+        if seen is None or len(seen) != len(current) or any(
+                n != m or a is not b for (n, a), (m, b) in zip(seen, current)):
+            self._memo.clear()
+            self._memo["arrays"] = current
+
     def with_arrays(self, arrays: dict, runs: list[KernelOptions] | None = None, **info) -> "Case":
         """A derived case (same op, activation and target) with other arrays."""
         return Case(self.op, arrays, list(runs or self.runs), act=self.act, variant=self.variant,
                     info=dict(info), target=dict(self.target))
 
     def digest(self) -> str:
+        """SHA-256 of what the case is (op, activation, arrays, runs, a non-kernels target);
+        remembered while those stay the same."""
+        self._check_memo()
+        key = ("digest", self.op, self.act, tuple(self.runs), json.dumps(self.target, sort_keys=True))
+        if key not in self._memo:
+            self._memo[key] = self._digest()
+        return self._memo[key]
+
+    def _digest(self) -> str:
         h = hashlib.sha256(self.op.encode() + self.act.encode())
         for name in sorted(self.arrays):
             h.update(name.encode())
@@ -98,10 +140,22 @@ class Case:
         return h.hexdigest()
 
 
+_DIGESTS: dict[int, tuple[np.ndarray, str]] = {}
+
+
 def _array_digest(a: np.ndarray) -> str:
+    """SHA-256 of an array's dtype, shape and bytes, remembered while the array lives (a
+    case's arrays are hashed for its name and its file; they are never changed in place)."""
+    hit = _DIGESTS.get(id(a))
+    if hit is not None and hit[0] is a:
+        return hit[1]
     h = hashlib.sha256(str(a.dtype).encode() + str(a.shape).encode())
-    h.update(np.ascontiguousarray(a).tobytes())
-    return h.hexdigest()
+    h.update(np.ascontiguousarray(a).data)
+    digest = h.hexdigest()
+    if len(_DIGESTS) > 256:
+        _DIGESTS.clear()
+    _DIGESTS[id(a)] = (a, digest)
+    return digest
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:
@@ -111,8 +165,6 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

@@ -17,7 +17,8 @@ import reference
 
 from .cases import Case
 from .errors import (HarnessFailure, IsaDivergence, KernelError, Mismatch, PathDivergence,
-                     PrepackDivergence, ThreadDivergence)
+                     PrepackDivergence, ThreadDivergence, UnwrittenOutput)
+from .ops import FULL, Subset, ulp_distance  # noqa: F401  (ulp_distance: re-exported)
 from .options import KernelOptions
 
 MAX_REPORTED = 5
@@ -32,30 +33,21 @@ def bits_equal(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return same | (np.isnan(a) & np.isnan(b))
 
 
-def ulp_distance(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """Number of float32 values between a and b (0 for equal bits; -1 where a NaN is involved)."""
-    def ordered(x):
-        i = np.asarray(x, dtype=np.float32).view(np.int32).astype(np.int64)
-        return np.where(i < 0, -(i & 0x7FFFFFFF), i)
-
-    d = np.abs(ordered(a) - ordered(b))
-    return np.where(np.isnan(a) | np.isnan(b), -1, d)
-
-
 def _hex(v) -> str:
     return f"0x{np.float32(v).view(np.uint32):08x}"
 
 
 def describe_differences(actual: np.ndarray, expected: np.ndarray, *, exact: np.ndarray | None = None,
-                         bound: np.ndarray | None = None, names: str = "index") -> str:
-    """The first differing elements with their indices, both values, ulp distance and bound."""
+                         bound: np.ndarray | None = None, names: str = "index", subset: Subset = FULL) -> str:
+    """The first differing elements with their indices (global ones when the arrays are a
+    `subset` of the output), both values, ulp distance and bound."""
     bad = ~bits_equal(actual, expected)
     idx = np.argwhere(bad)
     lines = [f"{len(idx)} of {actual.size} elements differ; first {min(len(idx), MAX_REPORTED)}:"]
     ulps = ulp_distance(actual, expected)
     for pos in idx[:MAX_REPORTED]:
         t = tuple(int(i) for i in pos)
-        line = f"  {names}={t}: got {float(actual[t]):.9g} ({_hex(actual[t])}) " \
+        line = f"  {names}={subset.global_index(t)}: got {float(actual[t]):.9g} ({_hex(actual[t])}) " \
                f"expected {float(expected[t]):.9g} ({_hex(expected[t])}) ulp={ulps[t]}"
         if exact is not None and bound is not None:
             err = abs(float(actual[t]) - float(exact[t]))
@@ -66,11 +58,17 @@ def describe_differences(actual: np.ndarray, expected: np.ndarray, *, exact: np.
 
 @dataclass
 class Outcome:
-    """What one run of a case produced: an output array, or an error code and message."""
+    """What one run of a case produced: an output array, or an error code and message.
+    `canary`: the canary the run's output was filled with (harness.canary); `scratch`:
+    descriptions of bytes the library left unwritten in buffers it fills for the caller."""
     options: KernelOptions
     output: np.ndarray | None = None
     code: int = 0
     message: str = ""
+    canary: int = -1
+    scratch: list = field(default_factory=list)
+    seconds: float = 0.0   # the library call as the worker timed it (wall)
+    cpu: float = 0.0       # ... and the worker's CPU time in it (all its threads)
     defects: tuple[str, ...] = ()   # what the call did besides its output (a write past its buffers)
 
 
@@ -91,27 +89,57 @@ def require_outputs(case: Case, outcomes: list[Outcome], case_path=None, *, who:
                               options=o.options)
 
 
-def check_outcomes(case: Case, outcomes: list[Outcome], case_path=None, expected: np.ndarray | None = None) -> None:
-    """The bit-exact contract: raise the most specific failure, or return if every check passes."""
-    names = case.spec.index_names
+def check_unwritten(case: Case, outcomes: list[Outcome], case_path=None) -> None:
+    """UnwrittenOutput when a run left output elements (or library-filled scratch) holding
+    the canary they were filled with before the call."""
+    spec = case.spec
+    for o in outcomes:
+        if o.scratch:
+            raise UnwrittenOutput(f"the library left bytes of a buffer it fills unwritten [{o.options.label()}]",
+                                  case_path=case_path, detail=f"{case.describe()}\n" + "\n".join(o.scratch),
+                                  options=o.options)
+        if o.output is None or o.canary < 0:
+            continue
+        n, where = spec.unwritten(case.arrays, o.output, o.canary)
+        if n:
+            raise UnwrittenOutput(f"{n} of {o.output.size} output elements never written [{o.options.label()}]",
+                                  case_path=case_path,
+                                  detail=f"{case.describe()}\nstill holding the canary: " + ", ".join(where)
+                                  + (" ..." if n > len(where) else ""), options=o.options)
+
+
+def check_outcomes(case: Case, outcomes: list[Outcome], case_path=None, expected: np.ndarray | None = None,
+                   *, unwritten: bool = True) -> None:
+    """The bit-exact contract: raise the most specific failure, or return if every check
+    passes. Unwritten outputs first (`unwritten=False`: the caller checked them, as
+    Runner.check does for every target); then runs are compared with each other on every
+    element; the first run with the reference's canonical result on
+    `case.reference_subset()` (every element of an affordable case) or against `expected`
+    (the whole output) when given."""
+    spec = case.spec
     require_outputs(case, outcomes, case_path)
     if not outcomes:
         return
+    if unwritten:
+        check_unwritten(case, outcomes, case_path)
+    subset = FULL if expected is not None else case.reference_subset()
     if expected is None:
-        expected = case.spec.canonical(case.arrays, case.act)
+        expected = case.reference("canonical")
     base = outcomes[0]
     for o in outcomes[1:]:
-        if not bits_equal(o.output, base.output).all():
+        if not spec.equal(o.output, base.output).all():
             cls = divergence_class(base.options, o.options)
-            wrong, right = (o, base) if bits_equal(base.output, expected).all() else (base, o)
+            wrong, right = (o, base) if spec.equal(subset.take(base.output), expected).all() else (base, o)
             detail = (f"{case.describe()}\n[{wrong.options.label()}] vs [{right.options.label()}]:\n"
-                      + describe_differences(wrong.output, right.output, names=names))
+                      + spec.describe_differences(wrong.output, right.output))
             raise cls(f"runs disagree: {base.options.label()} vs {o.options.label()}",
                       case_path=case_path, detail=detail, options=wrong.options)
-    if not bits_equal(base.output, expected).all():
-        exact, bound = case.spec.exact(case.arrays, case.act), case.spec.bound(case.arrays, case.act)
-        detail = (f"{case.describe()}\n[{base.options.label()}] vs reference canonical emulation:\n"
-                  + describe_differences(base.output, expected, exact=exact, bound=bound, names=names))
+    got = subset.take(base.output)
+    if not spec.equal(got, expected).all():
+        exact, bound = case.reference("exact"), case.reference("bound")
+        where = "" if subset is FULL else f" ({subset.describe(case.n_tokens, case.rows)})"
+        detail = (f"{case.describe()}\n[{base.options.label()}] vs reference canonical emulation{where}:\n"
+                  + spec.describe_differences(got, expected, exact=exact, bound=bound, subset=subset))
         raise Mismatch("output differs from the reference (bit-exact contract)", case_path=case_path,
                        detail=detail, options=base.options)
 
@@ -124,31 +152,52 @@ def bound_ratio(output: np.ndarray, exact: np.ndarray, bound: np.ndarray) -> np.
 
 
 def within_bound_report(case: Case, output: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(ok mask, error/bound ratio) of an output against the float64 value; for the
-    error-ratio statistics of campaigns."""
-    spec = case.spec
-    exact, bound = spec.exact(case.arrays, case.act), spec.bound(case.arrays, case.act)
-    ok = reference.within_bound(output, exact, bound, spec.canonical(case.arrays, case.act))
+    """(ok mask, error/bound ratio) of an output against the float64 value, on a sample of
+    the case's reference subset (STATS_TOKENS x STATS_ROWS, spread evenly); for the
+    error-ratio statistics of campaigns (a campaign samples 256 of them per case anyway).
+    Empty for an op with no error bound (the conversions are exact definitions)."""
+    if case.spec.kind != "gemm" or output is None:
+        return np.ones(0, bool), np.zeros(0)
+    spec, a = case.spec, case.arrays
+    sub = case.reference_subset().limit(case.n_tokens, case.rows, STATS_TOKENS, STATS_ROWS)
+    output = sub.take(output)
+    exact, bound = spec.exact(a, case.act, None, sub), spec.bound(a, case.act, None, sub)
+    ok = reference.within_bound(output, exact, bound, spec.canonical(a, case.act, None, sub))
     return ok, bound_ratio(output, exact, bound)
+
+
+# the statistics sample: at most this many tokens x rows of the reference subset
+STATS_TOKENS, STATS_ROWS = 8, 32
 
 
 # -- batch composition ----------------------------------------------------------------------
 
-def batch_subcase(case: Case) -> tuple[Case, int] | None:
-    """The case reduced to one token (chosen from the case's digest among the tokens of the
-    expert with the most tokens), to be run with the first option set; None when that
-    changes no expert's token count (then there is nothing to compare)."""
+def batch_token(case: Case) -> int | None:
+    """The token whose one-token sub-case is compared with the full case (chosen from the
+    case's digest among the tokens of the expert with the most tokens); None when reducing
+    the case to one token changes no expert's token count (nothing to compare)."""
     spec, a = case.spec, case.arrays
-    if case.n_tokens < 2:
+    if not spec.batched or case.n_tokens < 2:
         return None
     counts = case.expert_token_counts()
     busiest = int(np.argmax(counts))
     if counts[busiest] <= 1:
         return None
     tokens = spec.tokens_of_expert(a, busiest)
-    t = int(tokens[int(case.digest()[:8], 16) % tokens.size])
-    sub = case.with_arrays(spec.one_token(a, t), [case.runs[0]], batch_subcase_of=case.digest()[:16], token=t)
-    return sub, t
+    return int(tokens[int(case.digest()[:8], 16) % tokens.size])
+
+
+def batch_subcase(case: Case, token: int | None = None) -> tuple[Case, int] | Case | None:
+    """The case reduced to one token, to be run with the first option set. With `token`
+    (from batch_token): that sub-case. Without: (sub-case, token), or None when there is
+    nothing to compare."""
+    if token is None:
+        token = batch_token(case)
+        if token is None:
+            return None
+        return batch_subcase(case, token), token
+    return case.with_arrays(case.spec.one_token(case.arrays, token), [case.runs[0]],
+                            batch_subcase_of=case.digest()[:16], token=token)
 
 
 def batch_difference(case: Case, token: int, full: np.ndarray, alone: np.ndarray) -> str | None:
@@ -256,18 +305,20 @@ class BoundReport:
     q8k_difference: str | None = None
 
 
-def _worst(case: Case, o: Outcome, bad: np.ndarray, ratio: np.ndarray, exact, bound, canon, what: str,
-           extra: np.ndarray | None, label) -> BoundViolation:
+def _worst(case: Case, o: Outcome, out: np.ndarray, bad: np.ndarray, ratio: np.ndarray, exact, bound, canon,
+           what: str, extra: np.ndarray | None, label, sub: Subset = FULL) -> BoundViolation:
+    """`out`: the run's output on the reference subset `sub` (indices are reported globally)."""
     names = case.spec.index_names
     idx = np.argwhere(bad)
     order = np.argsort(-ratio[bad], kind="stable")  # the worst elements first
     worst = float(ratio[bad].max())
-    lines = [f"{len(idx)} of {bad.size} elements {what} (activations: the target's own Q8_K bytes); "
+    where = "" if sub is FULL else f" ({sub.describe(case.n_tokens, case.rows)})"
+    lines = [f"{len(idx)} of {bad.size} elements {what} (activations: the target's own Q8_K bytes){where}; "
              f"worst |got-exact|/bound {worst:.3g}; worst {min(len(idx), MAX_REPORTED)}:"]
     for pos in idx[order[:MAX_REPORTED]]:
         t = tuple(int(i) for i in pos)
-        err = abs(float(o.output[t]) - float(exact[t]))
-        line = (f"  {names}={t}: got {float(o.output[t]):.9g} ({_hex(o.output[t])}) exact {float(exact[t]):.9g} "
+        err = abs(float(out[t]) - float(exact[t]))
+        line = (f"  {names}={sub.global_index(t)}: got {float(out[t]):.9g} ({_hex(out[t])}) exact {float(exact[t]):.9g} "
                 f"|got-exact|={err:.3g} bound={float(bound[t]):.3g} ratio={float(ratio[t]):.3g}")
         if extra is not None and np.isfinite(extra[t]):
             line += f" repacked-path bound={float(extra[t]):.3g}"
@@ -287,35 +338,39 @@ def bound_report(case: Case, outcomes: list[Outcome], q, repacked: np.ndarray | 
     spec, a = case.spec, case.arrays
     names = spec.index_names
     report = BoundReport()
+    sub = case.reference_subset()
     if case.n_tokens and outcomes:
-        canon, exact, bound = spec.canonical(a, case.act, q), spec.exact(a, case.act, q), spec.bound(a, case.act, q)
+        canon, exact, bound = (spec.canonical(a, case.act, q, sub), spec.exact(a, case.act, q, sub),
+                               spec.bound(a, case.act, q, sub))
+        rep = None if repacked is None else sub.take(repacked)
         for o in outcomes:
+            out = sub.take(o.output)
             if spec.has_activation:
                 # outside the model an up or gate value beyond float32 range (or overflowed in
                 # the target's own order) propagates through act and the product arbitrarily
                 # (-inf gate -> act 0 -> 0 output, for instance): those elements are not judged
                 outside_ok = _outside_model(bound, canon)
             else:
-                outside_ok = _outside_model_ok(o.output, exact, bound, canon)
-            ok = reference.within_bound(o.output, exact, bound, canon) | outside_ok
-            ratio = bound_ratio(o.output, exact, bound)
+                outside_ok = _outside_model_ok(out, exact, bound, canon)
+            ok = reference.within_bound(out, exact, bound, canon) | outside_ok
+            ratio = bound_ratio(out, exact, bound)
             report.max_ratio = max(report.max_ratio, float(ratio.max()) if ratio.size else 0.0)
             report.unbounded = max(report.unbounded, int(_outside_model(bound, canon).sum()))
             if ok.all():
                 continue
             by_design = np.zeros_like(ok)
-            if repacked is not None:
+            if rep is not None:
                 with np.errstate(invalid="ignore"):
-                    err = np.abs(o.output.astype(np.float64) - exact)
-                    by_design = ~ok & np.isfinite(repacked) & (err <= repacked)
+                    err = np.abs(out.astype(np.float64) - exact)
+                    by_design = ~ok & np.isfinite(rep) & (err <= rep)
                 if by_design.any():
-                    report.repacked.append(_worst(case, o, by_design, ratio, exact, bound, canon,
+                    report.repacked.append(_worst(case, o, out, by_design, ratio, exact, bound, canon,
                                                   "outside the exact-product bound, within the repacked path's",
-                                                  repacked, label))
+                                                  rep, label, sub))
             bad = ~ok & ~by_design
             if bad.any():
-                report.violations.append(_worst(case, o, bad, ratio, exact, bound, canon,
-                                                "outside every bound that applies", repacked, label))
+                report.violations.append(_worst(case, o, out, bad, ratio, exact, bound, canon,
+                                                "outside every bound that applies", rep, label, sub))
     base = outcomes[0] if outcomes else None
     for o in outcomes[1:]:
         if o.options.n_threads == base.options.n_threads or o.options.fused != base.options.fused:

@@ -138,6 +138,14 @@ class PrepackDivergence(HarnessFailure):
     kind = "prepack-divergence"
 
 
+class UnwrittenOutput(HarnessFailure):
+    """The library returned without writing some output elements (or a buffer it fills for
+    the caller, such as iq1m_prepack's): they still hold the canary the harness put there
+    before the call (harness.canary)."""
+
+    kind = "unwritten-output"
+
+
 class BatchDivergence(HarnessFailure):
     """A token's output changed when the batch around it changed (its expert got more or
     fewer tokens): the same (token, expert) product computed alone and inside the full case."""
@@ -148,4 +156,4 @@ class BatchDivergence(HarnessFailure):
 FAILURE_KINDS = {cls.kind: cls for cls in (KernelCrash, KernelExit, KernelHang, KernelCorruption, MemoryOverrun,
                                            KernelError, Mismatch,
                                            ThreadDivergence, IsaDivergence, PathDivergence, PrepackDivergence,
-                                           BatchDivergence)}
+                                           UnwrittenOutput, BatchDivergence)}

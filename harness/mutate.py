@@ -6,14 +6,29 @@ copy, the library rebuilt incrementally (one translation unit and the link), and
 - a library byte-identical to the unmutated one makes it equivalent (dead or compiled-out
   code: the fault-injection blocks, for example);
 - otherwise, on the release build, then the no-direct build, then address+undefined
-  (KILL_CHAIN): first the library's white-box C tests (`iq1m_ukernel_test`, one rep: every
-  table entry and SIMD repack against the scalar definition, shapes the Python suite does
-  not reach; `iq1m_schedule_test`: the split of rows between threads), then the default
-  property suite fail-fast in a separate process (`--iq1m-variant prebuilt:LIB`, profile
-  `mutation`: the ci profile's examples without shrinking, which kills the same mutants
-  sooner); any failure, crash or hang kills it.
+  (KILL_CHAIN), each built only when the ones before it did not kill the mutant: the
+  default suite, profile `mutation` (the ci profile's examples without shrinking, which
+  kills the same mutants sooner), fail-fast, in three parts: the cases its property and
+  regression tests check (replayed from a record, below), the library's white-box C tests
+  (`iq1m_ukernel_test`, one rep: every table entry and SIMD repack against the scalar
+  definition, shapes the Python suite does not reach; `iq1m_schedule_test`: the split of
+  rows between threads), then its other tests in a separate pytest process
+  (`--iq1m-variant prebuilt:LIB`); any failure, crash or hang kills it.
+
+The record: the mutation profile is derandomized, and what Hypothesis draws does not depend
+on the library (only on the test and its seed, until a test fails), so the cases the
+property and regression tests check are recorded once, in order, from the unmutated
+library (`IQ1M_RECORD_CASES`), and each mutant's library runs them in this process's
+isolated worker: the same cases and checks as a pytest run, without a pytest start and
+with the reference computed once per case for the whole run. A mutant that fails one of
+them would have failed the same test at the same example.
+
 Mutants listed in kernels/mutants-equivalent.txt (id and a reason) are skipped.
 The score is killed / (killed + survived); the report lists every survivor with its diff.
+Results are appended to OUT/results.jsonl as they come: `--resume` skips mutants already
+there (a whole-population run takes hours; see docs/performance.md):
+
+    iq1m-harness mutate --jobs 2 --out .iq1m/mutation-full [--resume]
 """
 from __future__ import annotations
 
@@ -21,7 +36,9 @@ import hashlib
 import json
 import os
 import random
+import resource
 import shutil
+import signal
 import subprocess
 import sys
 import threading
@@ -33,12 +50,15 @@ from .build import KERNELS_DIR, PROJECT_ROOT, find_cmake, find_compiler
 from .cases import atomic_write_bytes
 from .errors import UsageError
 from .mutants import Mutant, all_mutants, load_equivalent
+from .runner import Runner
 
 EQUIVALENT_LIST = KERNELS_DIR / "mutants-equivalent.txt"
 DEFAULT_TESTS = ("tests/kernels/test_isa_detection.py", "tests/kernels/test_fork.py",
                  "tests/kernels/test_library_errors.py",
                  "tests/kernels/test_conversions.py", "tests/kernels/test_path_selection.py",
                  "harness/suite/test_properties.py", "harness/suite/test_regressions.py")
+# the tests whose every check goes through the session's Runner: recorded and replayed
+RECORDED_TESTS = ("harness/suite/test_properties.py", "harness/suite/test_regressions.py")
 
 
 @dataclass
@@ -98,7 +118,8 @@ class Workspace:
         return hashlib.sha256(self.library(variant).read_bytes()).hexdigest()
 
 
-def run_one(ws: Workspace, m: Mutant, tests: list[str], timeout: float, lib_dir: Path) -> MutantResult:
+def run_one(ws: Workspace, m: Mutant, tests: list[str], timeout: float, lib_dir: Path,
+            corpus: "Corpus | None" = None) -> MutantResult:
     path = ws.src / m.file
     original = path.read_text()
     t0 = time.monotonic()
@@ -107,30 +128,92 @@ def run_one(ws: Workspace, m: Mutant, tests: list[str], timeout: float, lib_dir:
         return MutantResult(m.mid, m.file, m.line, m.operator, status, time.monotonic() - t0, m.diff(original),
                             detail)
 
+    replayed = [t for t in tests if t in RECORDED_TESTS] if corpus is not None else []
+    others = [t for t in tests if t not in replayed]
     try:
         path.write_text(m.apply(original))
         changed = []
-        for name, _ in KILL_CHAIN:
+        for name, _ in KILL_CHAIN:  # built one after another: most mutants die on the first
             ok, log = ws.rebuild(name)
             if not ok:
                 return result("stillborn", log[-500:])
-            if ws.library_digest(name) != ws.baseline[name]:
-                changed.append(name)
-        if not changed:
-            return result("equivalent-binary")
-        for name in changed:
-            killed, detail = _run_whitebox_tests(ws, name, timeout)
+            if ws.library_digest(name) == ws.baseline[name]:
+                continue
+            changed.append(name)
+            killed, detail = corpus.replay(ws, name, timeout) if replayed else (False, "")
             if not killed:
-                killed, detail = _run_suite(ws, ws.library(name), m, tests, timeout, lib_dir)
+                killed, detail = _run_whitebox_tests(ws, name, timeout)
+            if not killed and others:
+                killed, detail = _run_suite(ws, ws.library(name), m, others, timeout, lib_dir)
             if killed:
                 return result("killed", f"[{name}] {detail}")
+        if not changed:
+            return result("equivalent-binary")
         return result("survived", f"survived {', '.join(changed)}")
     finally:
         path.write_text(original)
 
 
+class Corpus:
+    """The cases the recorded tests check, in order, recorded once from the unmutated
+    library (see the module docstring), and replayed on each mutant's library."""
+
+    def __init__(self, out: Path, ws: "Workspace", tests: list[str], timeout: float, stream=sys.stderr):
+        from .cases import load_case
+
+        self.dir = out / "corpus"
+        if self.dir.exists():
+            shutil.rmtree(self.dir)
+        print(f"mutate: recording the cases of {', '.join(tests)} on the unmutated library ...", file=stream,
+              flush=True)
+        env = dict(os.environ, HYPOTHESIS_PROFILE="mutation", IQ1M_RUNS_DIR=str(out / "corpus-runs"),
+                   IQ1M_BASE_TIMEOUT=str(BASE_TIMEOUT), IQ1M_RECORD_CASES=str(self.dir))
+        p = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
+                            f"--iq1m-variant=prebuilt:{ws.library('release')}", *tests], cwd=PROJECT_ROOT, env=env,
+                           capture_output=True, text=True, timeout=max(timeout, 1800))
+        shutil.rmtree(out / "corpus-runs", ignore_errors=True)
+        if p.returncode != 0:
+            raise UsageError(f"the unmutated library fails the suite; fix that first:\n{p.stdout[-3000:]}")
+        self.cases = [load_case(f) for f in sorted(self.dir.glob("*.npz"))]
+        if not self.cases:
+            raise UsageError(f"recording {tests} checked no case")
+        print(f"mutate: {len(self.cases)} cases recorded", file=stream, flush=True)
+
+    def replay(self, ws: "Workspace", variant: str, timeout: float) -> tuple[bool, str]:
+        """(killed, detail): the recorded cases on `variant`'s mutant library, fail-fast."""
+        from .errors import HarnessFailure, UsageError as _UsageError
+
+        deadline = time.monotonic() + max(timeout, REPLAY_LIMIT)  # each run has its own hang timeout
+        work = ws.root / "replay"
+        try:
+            runner = Runner(f"prebuilt:{ws.library(variant)}", work, base_timeout=BASE_TIMEOUT)
+        except _UsageError as exc:  # the library does not even load
+            return True, f"worker start: {str(exc)[:300]}"
+        try:
+            for i, case in enumerate(self.cases):
+                if time.monotonic() > deadline:
+                    return True, f"replay exceeded {max(timeout, REPLAY_LIMIT):.0f} s (hang)"
+                try:
+                    runner.check(case)
+                except HarnessFailure as failure:
+                    first = str(failure).splitlines()[0][:250]
+                    return True, f"recorded case {i} ({case.op}): {first}"
+                except RuntimeError as exc:  # the worker's harness error on this library
+                    return True, f"recorded case {i} ({case.op}): worker error {str(exc).splitlines()[-1][:200]}"
+            return False, ""
+        finally:
+            runner.close()
+            shutil.rmtree(work, ignore_errors=True)
+
+
 WHITEBOX_TESTS = ("iq1m_ukernel_test", "iq1m_schedule_test")
-WHITEBOX_TEST_TIMEOUT = 60.0  # one ukernel rep takes about 1 s, 15 s under address+undefined
+WHITEBOX_TEST_TIMEOUT = 60.0  # CPU seconds; one ukernel rep takes about 1 s, 15 s under address+undefined
+# Hang limits, wide enough for a host shared with other work (2 cores here, often at load 10,
+# where everything takes ~10x its time): a mutant counts as hung only when it is, not when
+# the machine is busy. A kernel run's timeout starts at BASE_TIMEOUT seconds (plus its work);
+# a C test is stopped after WHITEBOX_TEST_TIMEOUT seconds of CPU or 10x that of wall time.
+BASE_TIMEOUT = 20.0
+REPLAY_LIMIT = 7200.0
 
 
 def _run_whitebox_tests(ws: Workspace, variant: str, timeout: float) -> tuple[bool, str]:
@@ -146,9 +229,12 @@ def _run_whitebox_tests(ws: Workspace, variant: str, timeout: float) -> tuple[bo
         if p.returncode != 0 or exe is None:
             continue
         try:
-            t = subprocess.run([str(exe), "1"], capture_output=True, text=True, timeout=limit)
+            t = subprocess.run([str(exe), "1"], capture_output=True, text=True, timeout=10 * limit,
+                               preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_CPU, (int(limit), int(limit) + 5)))
         except subprocess.TimeoutExpired:
-            return True, f"{name} exceeded {limit:.0f} s (hang)"
+            return True, f"{name} exceeded {10 * limit:.0f} s (hang)"
+        if t.returncode in (-signal.SIGXCPU, -signal.SIGKILL):
+            return True, f"{name} exceeded {limit:.0f} CPU seconds (hang)"
         if t.returncode != 0:
             lines = (t.stderr + t.stdout).splitlines()
             first = next((x for x in lines if x.startswith("FAIL") or "ERROR" in x),
@@ -162,7 +248,7 @@ def _run_suite(ws: Workspace, library: Path, m: Mutant, tests: list[str], timeou
     lib = lib_dir / f"libiq1m-{m.mid}.so"
     shutil.copyfile(library, lib)
     env = dict(os.environ, HYPOTHESIS_PROFILE="mutation", IQ1M_RUNS_DIR=str(ws.root / "runs"),
-               IQ1M_BASE_TIMEOUT="3")
+                   IQ1M_BASE_TIMEOUT=str(BASE_TIMEOUT))
     try:
         p = subprocess.run([sys.executable, "-m", "pytest", "-x", "-q", "-p", "no:cacheprovider",
                             f"--iq1m-variant=prebuilt:{lib}", *tests], cwd=PROJECT_ROOT, env=env,
@@ -199,18 +285,33 @@ def select_mutants(files: list[str] | None, sample: int | None, seed: int, ids: 
 
 
 def run_mutation(out: Path, *, files=None, sample=None, seed=0, jobs=1, minutes=None, min_score=0.95,
-                 tests=DEFAULT_TESTS, timeout=300.0, ids=None, stream=sys.stderr) -> int:
+                 tests=DEFAULT_TESTS, timeout=900.0, ids=None, stream=sys.stderr, resume=False, replay=True) -> int:
     mutants = select_mutants(files, sample, seed, ids)
     equivalent = load_equivalent(EQUIVALENT_LIST)
     out.mkdir(parents=True, exist_ok=True)
     lib_dir = out / "libs"
     lib_dir.mkdir(exist_ok=True)
+    log_path = out / "results.jsonl"
+    done: dict[str, MutantResult] = {}
+    if resume and log_path.exists():
+        for line in log_path.read_text().splitlines():
+            try:
+                r = MutantResult(**json.loads(line))
+            except (ValueError, TypeError):
+                continue  # a line cut by a kill
+            done[r.mid] = r
+    elif log_path.exists():
+        log_path.unlink()
     cmake, compiler = find_cmake(), find_compiler()
-    print(f"mutate: {len(mutants)} mutant(s), {jobs} job(s); preparing workspaces ...", file=stream, flush=True)
+    todo = [m for m in mutants if m.mid not in done]
+    print(f"mutate: {len(mutants)} mutant(s) ({len(mutants) - len(todo)} already done), {jobs} job(s); "
+          f"preparing workspaces ...", file=stream, flush=True)
     workspaces = [Workspace(out / f"ws{j}", cmake, compiler) for j in range(jobs)]
+    recorded = [t for t in tests if t in RECORDED_TESTS]
+    corpus = Corpus(out, workspaces[0], recorded, timeout, stream) if replay and recorded and todo else None
     deadline = time.monotonic() + minutes * 60 if minutes else None
-    results: list[MutantResult] = []
-    queue = list(mutants)
+    results: list[MutantResult] = [done[m.mid] for m in mutants if m.mid in done]
+    queue = todo
     lock = threading.Lock()
     start = time.monotonic()
 
@@ -224,15 +325,23 @@ def run_mutation(out: Path, *, files=None, sample=None, seed=0, jobs=1, minutes=
                 r = MutantResult(m.mid, m.file, m.line, m.operator, "equivalent-listed", 0.0,
                                  m.diff((KERNELS_DIR / m.file).read_text()), equivalent[m.mid])
             else:
-                r = run_one(ws, m, list(tests), timeout, lib_dir)
+                try:
+                    r = run_one(ws, m, list(tests), timeout, lib_dir, corpus)
+                except Exception as exc:  # the harness, not the mutant: stop this job, say so
+                    with lock:
+                        errors.append(f"{m.mid} ({m.file}:{m.line}): {type(exc).__name__}: {exc}")
+                    return
             with lock:
                 results.append(r)
+                with open(log_path, "a") as log:
+                    log.write(json.dumps(asdict(r)) + "\n")
                 done = len(results)
                 killed = sum(x.status == "killed" for x in results)
                 survived = sum(x.status == "survived" for x in results)
                 print(f"[{done}/{len(mutants)} {time.monotonic() - start:.0f}s] {r.status:<17} {r.file}:{r.line} "
                       f"{r.operator} ({r.seconds:.1f}s)  killed {killed} survived {survived}", file=stream, flush=True)
 
+    errors: list[str] = []
     threads = [threading.Thread(target=worker, args=(ws,)) for ws in workspaces]
     for t in threads:
         t.start()
@@ -243,6 +352,10 @@ def run_mutation(out: Path, *, files=None, sample=None, seed=0, jobs=1, minutes=
     atomic_write_bytes(out / "mutation-report.md", markdown(report).encode())
     print(f"mutation score {report['score']:.3f} ({report['killed']} killed / {report['scored']} scored; "
           f"{len(report['survivors'])} survivor(s)); report: {out / 'mutation-report.md'}", file=stream)
+    for e in errors:
+        print(f"iq1m-harness mutate: a job stopped on a harness error at {e}", file=stream)
+    if errors:
+        return 2
     return 0 if report["score"] >= min_score else 1
 
 
@@ -285,10 +398,14 @@ def add_arguments(p) -> None:
     p.add_argument("--jobs", type=int, default=max(1, (os.cpu_count() or 2) // 2),
                    help="mutants built and tested at once (default: half the cores)")
     p.add_argument("--min-score", type=float, default=0.95, help="exit 1 below this score (default 0.95)")
-    p.add_argument("--timeout", type=float, default=300.0, help="seconds one mutant's test run may take")
+    p.add_argument("--timeout", type=float, default=900.0, help="wall seconds one mutant's pytest run may take")
     p.add_argument("--out", type=Path, default=Path("iq1m-mutation"), help="output directory")
     p.add_argument("--ids", help="comma-separated mutant ids to run (e.g. the survivors of a report)")
     p.add_argument("--list", action="store_true", help="only list the selected mutants with their ids and diffs")
+    p.add_argument("--resume", action="store_true",
+                   help="keep the results of mutants OUT/results.jsonl already has (a long run that was stopped)")
+    p.add_argument("--no-replay", action="store_true",
+                   help="run the whole suite in pytest for every mutant instead of replaying the recorded cases")
 
 
 def run_from_args(args) -> int:
@@ -301,4 +418,5 @@ def run_from_args(args) -> int:
             print(f"{m.mid} {m.operator}\n{m.diff((KERNELS_DIR / m.file).read_text())}\n")
         return 0
     return run_mutation(args.out, files=files, sample=args.sample, seed=args.seed, jobs=args.jobs,
-                        minutes=args.minutes, min_score=args.min_score, timeout=args.timeout, ids=ids)
+                        minutes=args.minutes, min_score=args.min_score, timeout=args.timeout, ids=ids,
+                        resume=args.resume, replay=not args.no_replay)

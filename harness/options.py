@@ -7,7 +7,7 @@ case.
 """
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields
+from dataclasses import dataclass, fields
 
 REPACK_NEVER = 2**31 - 1     # IQ1M_REPACK_NEVER in kernels/include/iq1m.h
 BASELINE_THRESHOLD = 32      # ik_llama.cpp's is_dequant_better() switch
@@ -23,7 +23,7 @@ class KernelOptions:
     prepacked: bool = False  # the binding converts the weights with iq1m_prepack first
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        return {name: getattr(self, name) for name in _FIELDS}  # asdict() deep-copies: slow in hot loops
 
     @classmethod
     def from_dict(cls, d: dict) -> "KernelOptions":
@@ -45,6 +45,9 @@ class KernelOptions:
     def differs_from(self, other: "KernelOptions") -> set[str]:
         """The knobs in which two runs differ (names of the fields)."""
         return {f.name for f in fields(self) if getattr(self, f.name) != getattr(other, f.name)}
+
+
+_FIELDS = tuple(f.name for f in fields(KernelOptions))
 
 
 def run_star(isas: list[str], threads: list[int], *, unfused: bool = False,

@@ -10,6 +10,7 @@ never dies with it.
 """
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import signal
@@ -26,6 +27,7 @@ from .protocol import ProtocolError, Reader, write_message
 STDERR_TAIL_LINES = 40
 START_TIMEOUT = 60.0
 LOG_LIMIT = 8 << 20  # a worker log past this size is cut to its tail when the worker restarts
+PIPE_SIZE = 1 << 20  # bytes buffered per protocol pipe (Linux default 64 KiB; unprivileged maximum 1 MiB)
 
 
 def signal_name(returncode: int) -> str:
@@ -58,6 +60,7 @@ class Worker:
         self.restarts = 0
         self._to_child = self._from_child = None
         self._reader: Reader | None = None
+        self._since = 0
 
     # -- lifecycle -----------------------------------------------------------------------
     def start(self) -> dict:
@@ -68,6 +71,11 @@ class Worker:
         since = self.log_path.stat().st_size if self.log_path.exists() else 0
         req_r, req_w = os.pipe()
         rep_r, rep_w = os.pipe()
+        for fd in (req_w, rep_w):  # a big case's arrays move in fewer, larger writes
+            try:
+                fcntl.fcntl(fd, fcntl.F_SETPIPE_SZ, PIPE_SIZE)
+            except (AttributeError, OSError):
+                pass  # not Linux, or above /proc/sys/fs/pipe-max-size: the default works too
         with open(self.log_path, "ab") as log:
             try:
                 self.proc = subprocess.Popen(
@@ -79,6 +87,7 @@ class Worker:
                 os.close(req_r)
                 os.close(rep_w)
         self._to_child, self._from_child = req_w, rep_r
+        os.set_blocking(req_w, False)  # requests are written with a deadline (write_message)
         self._reader = Reader(rep_r)
         try:
             message = self._reader.read(START_TIMEOUT)
@@ -159,20 +168,36 @@ class Worker:
             return ""
         return "\n".join(text.splitlines()[-STDERR_TAIL_LINES:])
 
-    def call(self, request: dict, timeout: float, case_path=None) -> tuple[dict, dict[str, np.ndarray]]:
-        """Send one request and return the reply (header, arrays); raises KernelCrash /
-        KernelExit / KernelHang on a bad death."""
+    def call(self, request: dict, timeout: float, case_path=None, arrays=None) -> tuple[dict, dict[str, np.ndarray]]:
+        """Send one request and return the (first) reply (header, arrays); raises KernelCrash
+        / KernelExit / KernelHang on a bad death."""
+        self.send(request, arrays, timeout, case_path)
+        return self.receive(timeout, case_path)
+
+    def send(self, request: dict, arrays: dict[str, np.ndarray] | None, timeout: float, case_path=None) -> None:
+        """Send a request (restarting the worker first if it is not running). A worker that
+        died meanwhile is reported by the next `receive`; one that takes nothing within
+        `timeout` is a KernelHang."""
         if not self.alive():
             if self.hello:
                 self.restarts += 1
             if self.proc is not None:
                 self._kill()
             self.start()
-        since = self.log_size()
+        self._since = self.log_size()
         try:
-            write_message(self._to_child, request)
+            write_message(self._to_child, request, arrays, timeout=timeout)
         except BrokenPipeError:
-            pass  # it died; the read below reports how
+            pass  # it died; the read reports how
+        except TimeoutError:
+            self._kill()
+            self.proc = None
+            raise KernelHang(timeout, case_path=case_path, stderr_tail=self.stderr_tail(self._since)) from None
+
+    def receive(self, timeout: float, case_path=None) -> tuple[dict, dict[str, np.ndarray]]:
+        """The next reply (header, arrays) within `timeout` seconds; raises KernelCrash /
+        KernelExit / KernelHang on a bad death, RuntimeError on a harness error reply."""
+        since = self._since
         eof = False
         try:
             message = self._await(timeout)

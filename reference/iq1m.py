@@ -75,18 +75,29 @@ def _blocks(blocks):
 
 def decode_fields(blocks) -> IQ1MFields:
     """uint8 [n, 56] -> IQ1MFields."""
-    blocks = _blocks(blocks)
+    return IQ1MFields(*raw_fields(_blocks(blocks)))
+
+
+def raw_fields(blocks):
+    """uint8 [n, 56] (already checked) -> (grid_index uint16 [n, 32], delta_negative bool
+    [n, 32], scale uint8 [n, 16], d_bits uint16 [n]): decode_fields without building (and
+    re-checking) an IQ1MFields, for the GEMM reference's inner loop."""
     n = blocks.shape[0]
     qs = blocks[:, 0:32].astype(np.uint16)
-    qh = blocks[:, 32:48].astype(np.uint16)
+    qh = blocks[:, 32:48]
     sc = blocks[:, 48:56:2].astype(np.uint16) | (blocks[:, 49:56:2].astype(np.uint16) << 8)  # [n, 4]
 
-    nibble = ((qh[:, :, None] >> np.array([0, 4], dtype=np.uint16)) & 0xF).reshape(n, N_GROUPS)
-    grid_index = qs | ((nibble & 7) << 8)
+    nibble = np.empty((n, N_GROUPS), dtype=np.uint8)  # group g: nibble g%2 of qh[g/2]
+    nibble[:, 0::2] = qh & 0xF
+    nibble[:, 1::2] = qh >> 4
+    grid_index = qs | ((nibble & 7).astype(np.uint16) << 8)
     delta_negative = (nibble & 8) != 0
-    scale = ((sc[:, :, None] >> np.array([0, 3, 6, 9], dtype=np.uint16)) & 7).reshape(n, N_SUB)
+    scale = np.empty((n, 4, 4), dtype=np.uint16)      # sub-block 4i + j: bits 3j.. of word i
+    for j in range(4):
+        scale[:, :, j] = (sc >> (3 * j)) & 7
+    scale = scale.reshape(n, N_SUB)
     d_bits = (sc[:, 0] >> 12) | ((sc[:, 1] >> 8) & 0x00F0) | ((sc[:, 2] >> 4) & 0x0F00) | (sc[:, 3] & 0xF000)
-    return IQ1MFields(grid_index, delta_negative, scale.astype(np.uint8), d_bits)
+    return grid_index, delta_negative, scale.astype(np.uint8), d_bits
 
 
 def encode_fields(fields: IQ1MFields) -> np.ndarray:

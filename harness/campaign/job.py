@@ -200,7 +200,10 @@ class Job:
         if self.stopping:
             raise _Stop
         isas = [i for i in self.runner.isas if not self.cfg.isas or i in self.cfg.isas] or self.runner.isas[:1]
-        self.strategy = hs.cases(isas, self.cfg.ops, threads=list(self.cfg.threads), routing=target.routing)
+        ops = [op for op in self.cfg.ops if target.supports(op)]  # e.g. ggml: the GEMM ops only
+        if not ops:
+            raise UsageError(f"{target.label()} runs none of the operations {', '.join(self.cfg.ops)}")
+        self.strategy = hs.cases(isas, ops, threads=list(self.cfg.threads), routing=target.routing)
         self.db = example_database(self.cfg)
         if self.cfg.seed is not None:
             seed_hypothesis(self.cfg.seed * 1000 + self.job)
@@ -294,6 +297,7 @@ class Job:
             s.threads[str(t)] += 1
         for i in {r.isa + (" prepacked" if r.prepacked else "") for r in case.runs}:
             s.isas[i] += 1
+        s.events.update(case.info.get("events", ()))  # shape classes, Q8_K corners, canaries, ...
         if result.outcomes and result.outcomes[0].output is not None:
             self._passing += 1
             if self._passing % 4 == 1:

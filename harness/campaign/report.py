@@ -93,6 +93,7 @@ def build_report(cfg: CampaignConfig, target_label: str, total: dict, records: l
         "token_buckets": {b: total["token_buckets"].get(b, 0) for b in TOKEN_COUNT_BUCKETS},
         "threads": {str(t): total["threads"].get(str(t), 0) for t in threads},
         "coverage": dict(total["coverage"]),
+        "events": dict(sorted(total["events"].items())),
         "uncovered_token_buckets": [b for b in TOKEN_COUNT_BUCKETS if not total["token_buckets"].get(b)],
         "error_bound_ratio": {"edges": [str(e) for e in RATIO_EDGES], "counts": total["ratio_hist"],
                               "max": total["max_ratio"], "bound_bin": BOUND_BIN},

@@ -18,7 +18,7 @@ from pathlib import Path
 # error/bound ratio histogram edges: [0], (0, 1e-6], ... (0.1, 1], > 1 (a bound violation)
 RATIO_EDGES = [0.0, 1e-6, 1e-5, 1e-4, 1e-3, 1e-2, 1e-1, 1.0, float("inf")]
 BOUND_BIN = RATIO_EDGES.index(1.0)  # the last bin within the bound
-COUNTERS = ("ops", "token_buckets", "threads", "isas", "coverage", "sightings", "findings")
+COUNTERS = ("ops", "token_buckets", "threads", "isas", "coverage", "sightings", "findings", "events")
 MINUTE_FIELDS = ("cases", "replays", "shrink_steps", "failing_cases", "new_failures")
 SLOT_SECONDS = 10
 
@@ -55,6 +55,7 @@ class JobStats:
     coverage: Counter = field(default_factory=Counter)     # "bucket|threads" -> cases
     sightings: Counter = field(default_factory=Counter)    # signature id -> cases that showed it
     findings: Counter = field(default_factory=Counter)     # a ggml target's non-failing observations, by kind
+    events: Counter = field(default_factory=Counter)       # classes drawn (Case.info["events"]) -> new cases
     found: list[str] = field(default_factory=list)         # signature ids this job saw first
     shrinks: dict = field(default_factory=dict)            # signature id -> {status, steps, seconds}
     replayed: dict = field(default_factory=dict)           # signature id -> "reproduced" / "did not reproduce"

@@ -1,29 +1,52 @@
 """Property tests of the kernel library against the reference, in the isolated worker.
 
-Each case runs a star of option sets (threads, SIMD levels, repack thresholds 0 / 32 /
-never, fused vs unfused); every run must equal the reference's canonical emulation bit
-for bit, so a disagreement is reported as the most specific failure kind.
+One property per operation of the registry (harness.ops.OPS: the GEMM ops and every
+standalone entry point of iq1m.h), skipped for an operation the target does not run. Each
+case runs a star of option sets (threads, SIMD levels, repack thresholds 0 / 32 / never,
+fused vs unfused, prepacked weights); every run writes into an output filled with its own
+canary, and every run must equal the reference's canonical emulation bit for bit, so a
+disagreement is reported as the most specific failure kind.
+
+The everyday strategy draws real-model shape classes only now and then; every class is
+also drawn here on every run (`test_real_model_shape_classes`).
 """
 import pytest
-from hypothesis import example, given, settings
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from harness import strategies as hs
+from harness.ops import OP_NAMES, OPS
 
 
+def _supported(runner, op):
+    if not runner.target.supports(OPS[op]):
+        pytest.skip(f"{runner.target.label()} does not run {op}")
+
+
+# The routed ops first: they reach every path mul_mat does and the routing too, so a broken
+# kernel fails the first test (the suite's time to its first failure, tests/conftest.py).
+FIRST = ("mul_mat_id", "moe_up_gate", "mul_mat")
+
+
+@pytest.mark.parametrize("op", sorted(OP_NAMES, key=lambda op: (FIRST + OP_NAMES).index(op)))
 @given(data=st.data())
-def test_mul_mat_matches_reference(iq1m_runner, data):
-    iq1m_runner.check(data.draw(hs.op_cases("mul_mat", iq1m_runner.isas, routing=iq1m_runner.target.routing), label="case"))
+def test_op_matches_reference(iq1m_runner, op, data):
+    _supported(iq1m_runner, op)
+    iq1m_runner.check(data.draw(hs.op_cases(op, iq1m_runner.isas, routing=iq1m_runner.target.routing), label="case"))
 
 
+CLASSES = [(op, cls) for op in ("mul_mat", "mul_mat_id", "moe_up_gate") for cls in hs.shape_classes(op)]
+
+
+@pytest.mark.parametrize("op,shape", CLASSES, ids=[f"{op}-{cls.split(':')[0].replace(' ', '-')}" for op, cls in CLASSES])
+@settings(max_examples=1)
 @given(data=st.data())
-def test_mul_mat_id_matches_reference(iq1m_runner, data):
-    iq1m_runner.check(data.draw(hs.op_cases("mul_mat_id", iq1m_runner.isas, routing=iq1m_runner.target.routing), label="case"))
-
-
-@given(data=st.data())
-def test_moe_up_gate_matches_reference(iq1m_runner, data):
-    iq1m_runner.check(data.draw(hs.op_cases("moe_up_gate", iq1m_runner.isas, routing=iq1m_runner.target.routing), label="case"))
+def test_real_model_shape_classes(iq1m_runner, op, shape, data):
+    """Every real-model shape class on every run (one case each): big cases, compared with the reference on
+    a drawn subset of rows and tokens and between runs on every element."""
+    _supported(iq1m_runner, op)
+    iq1m_runner.check(data.draw(hs.op_cases(op, iq1m_runner.isas, routing=iq1m_runner.target.routing, shapes=shape),
+                                label="case"))
 
 
 # Both sides of the threshold in every run, whatever Hypothesis draws.

@@ -66,6 +66,15 @@ class Target:
         """The kernel build variant whose sanitizer runtime the worker preloads."""
         return parse_variant("release")
 
+    # the operations (harness.ops) this kind of library runs; None: every one of the registry
+    ops: ClassVar[tuple[str, ...] | None] = ("mul_mat", "mul_mat_id", "moe_up_gate")
+
+    def supports(self, op) -> bool:
+        """Whether this target runs operation `op` (an Op or its name). Strategies, the
+        pytest suite and campaigns skip the others."""
+        name = op if isinstance(op, str) else op.name
+        return self.ops is None or name in self.ops
+
     @property
     def invariance_fails(self) -> bool:
         """Whether a thread-count or batch-composition divergence is a failure."""

@@ -156,6 +156,7 @@ class GgmlLibrary:
     """ggml loaded from one directory of shared libraries."""
 
     Error = LibraryError
+    writes_into_out = True  # the op methods take `out=` (harness.ops.Op.call; canary-filled)
 
     def __init__(self, lib_dir: str | os.PathLike):
         self.lib_dir = str(lib_dir)
@@ -472,9 +473,19 @@ class GgmlLibrary:
         self._fn("ggml_free")(ctx)
         self._pools.pop(ctx, None)
 
-    def _compute(self, ctx, result, n_threads: int, shape: tuple[int, ...]) -> np.ndarray:
+    def _compute(self, ctx, result, n_threads: int, shape: tuple[int, ...], out: np.ndarray | None = None
+                 ) -> np.ndarray:
+        """Compute the graph of `result` into `out` (allocated when None). A given `out`
+        holds the harness's canary (harness.canary): it is copied into the result tensor
+        before the computation, so an element ggml never writes comes back holding it."""
         graph = self._fn("ggml_new_graph")(ctx)
         self._fn("ggml_build_forward_expand")(graph, result)
+        out = np.empty(shape, dtype=np.float32) if out is None else out
+        n = self._fn("ggml_nbytes")(result)
+        if n != out.nbytes:
+            raise LibraryError(-1, f"result holds {n} bytes, expected {out.nbytes}")
+        data = self._fn("ggml_get_data")(result)
+        ctypes.memmove(data, out.ctypes.data, n)
         pool, work_bytes = self._pools[ctx]
         # ggml_graph_compute_with_ctx allocates its planned work buffer as the context's next
         # object: anything written beyond that object's end (the free rest of the pool,
@@ -491,11 +502,7 @@ class GgmlLibrary:
             self.defects.append(f"the compute wrote {stray.size} bytes past the end of the work buffer it planned "
                                 f"({planned_end - start} bytes), the last {int(stray[-1]) + 1} bytes past it: "
                                 f"a heap overflow in a context sized as ggml asks")
-        out = np.empty(shape, dtype=np.float32)
-        n = self._fn("ggml_nbytes")(result)
-        if n != out.nbytes:
-            raise LibraryError(-1, f"result holds {n} bytes, expected {out.nbytes}")
-        ctypes.memmove(out.ctypes.data, self._fn("ggml_get_data")(result), n)
+        ctypes.memmove(out.ctypes.data, data, n)
         return out
 
     def _q8_bytes(self, n_tokens: int, k: int) -> int:
@@ -508,7 +515,7 @@ class GgmlLibrary:
         is ggml's to detect, as it would be in a real graph)."""
         return w.shape[-1] // BLOCK_BYTES * QK_K
 
-    def mul_mat(self, w: np.ndarray, x: np.ndarray, opt: KernelOptions) -> np.ndarray:
+    def mul_mat(self, w: np.ndarray, x: np.ndarray, opt: KernelOptions, *, out=None) -> np.ndarray:
         rows, k = w.shape[0], self._k(w)
         n_tokens = x.shape[0]
         if n_tokens == 0 or rows == 0:
@@ -518,7 +525,7 @@ class GgmlLibrary:
             a = self._tensor(ctx, self.IQ1_M, k, rows, data=w)
             b = self._tensor(ctx, self.F32, x.shape[1], n_tokens, data=x)
             r = self._fn("ggml_mul_mat")(ctx, a, b)
-            return self._compute(ctx, r, opt.n_threads, (n_tokens, rows))
+            return self._compute(ctx, r, opt.n_threads, (n_tokens, rows), out)
         finally:
             self._free(ctx)
 
@@ -538,7 +545,8 @@ class GgmlLibrary:
         work = self._q8_bytes(n_tokens, x.shape[1]) + 16 * n_experts * (n_tokens * top_k + 64)
         return self._context(data, work)
 
-    def mul_mat_id(self, w: np.ndarray, x: np.ndarray, ids: np.ndarray, opt: KernelOptions) -> np.ndarray:
+    def mul_mat_id(self, w: np.ndarray, x: np.ndarray, ids: np.ndarray, opt: KernelOptions, *, out=None
+                   ) -> np.ndarray:
         n_experts, rows = w.shape[0], w.shape[1]
         n_tokens, top_k = ids.shape
         k = self._k(w)
@@ -549,11 +557,11 @@ class GgmlLibrary:
             a = self._tensor(ctx, self.IQ1_M, k, rows, n_experts, data=w)
             b, t_ids = self._id_inputs(ctx, x, ids)
             r = self._fn("ggml_mul_mat_id")(ctx, a, b, t_ids)
-            return self._compute(ctx, r, opt.n_threads, (n_tokens, top_k, rows))
+            return self._compute(ctx, r, opt.n_threads, (n_tokens, top_k, rows), out)
         finally:
             self._free(ctx)
 
-    def _fused(self, w_up, w_gate, x, ids, unary_id: int, n_threads: int) -> np.ndarray:
+    def _fused(self, w_up, w_gate, x, ids, unary_id: int, n_threads: int, out=None) -> np.ndarray:
         n_experts, rows = w_up.shape[0], w_up.shape[1]
         n_tokens, top_k = ids.shape
         k = self._k(w_up)
@@ -563,25 +571,32 @@ class GgmlLibrary:
             a_gate = self._tensor(ctx, self.IQ1_M, k, rows, n_experts, data=w_gate)
             b, t_ids = self._id_inputs(ctx, x, ids)
             r = self._fn("ggml_moe_up_gate")(ctx, a_up, a_gate, b, t_ids, unary_id)
-            return self._compute(ctx, r, n_threads, (n_tokens, top_k, rows))
+            return self._compute(ctx, r, n_threads, (n_tokens, top_k, rows), out)
         finally:
             self._free(ctx)
 
     def moe_up_gate(self, w_up: np.ndarray, w_gate: np.ndarray, x: np.ndarray, ids: np.ndarray, act: str,
-                    opt: KernelOptions) -> np.ndarray:
+                    opt: KernelOptions, *, out=None) -> np.ndarray:
         n_experts, rows = w_up.shape[0], w_up.shape[1]
         n_tokens, top_k = ids.shape
         k = self._k(w_up)
         if n_tokens == 0 or top_k == 0 or rows == 0:
             return np.zeros((n_tokens, top_k, rows), dtype=np.float32)
         if opt.fused and act.upper() in self.unary_ops:
-            out = self._fused(w_up, w_gate, x, ids, self.unary_ops[act.upper()], opt.n_threads)
+            out = self._fused(w_up, w_gate, x, ids, self.unary_ops[act.upper()], opt.n_threads, out)
         else:
-            up = self.mul_mat_id(w_up, x, ids, opt).astype(np.float64)
-            gate = self.mul_mat_id(w_gate, x, ids, opt)
+            # each mul_mat_id writes into a copy of the canary; an element either left holding
+            # it keeps the canary in the composed output too
+            fill = None if out is None else out.copy()
+            up = self.mul_mat_id(w_up, x, ids, opt, out=None if fill is None else fill.copy())
+            gate = self.mul_mat_id(w_gate, x, ids, opt, out=None if fill is None else fill.copy())
             act64 = {"silu": reference.silu_exact, "gelu": reference.gelu_exact}[act]
             with np.errstate(over="ignore", invalid="ignore", under="ignore"):
-                out = (up * act64(gate.astype(np.float64))).astype(np.float32)
+                composed = (up.astype(np.float64) * act64(gate.astype(np.float64))).astype(np.float32)
+            if fill is None:
+                return composed
+            missed = (up.view(np.uint32) == fill.view(np.uint32)) | (gate.view(np.uint32) == fill.view(np.uint32))
+            out[...] = np.where(missed, fill, composed)
         return out
 
     # -- prepared graphs (iq1m-harness bench) ----------------------------------------------

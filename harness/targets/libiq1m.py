@@ -3,6 +3,12 @@
 The project kernels' binding: one method per operation of harness.ops (named after it).
 Used inside the isolated worker process (and by tests and bench in-process); nothing here
 protects the caller from a crash.
+
+Every method takes an optional `out` array to write into (the worker passes one filled with
+a canary, harness.canary, so an element the library never writes is seen); without it the
+output is allocated here. The conversions (quantize_q8k, dequantize, prepack, activation)
+take the options like the ops, but the ABI's entry points have none: every SIMD level runs
+the library's own choice there.
 """
 from __future__ import annotations
 
@@ -48,8 +54,18 @@ def _ptr(a: np.ndarray | None):
     return None if a is None or a.size == 0 else a.ctypes.data_as(ctypes.c_void_p)
 
 
+def _out(out: np.ndarray | None, shape, dtype) -> np.ndarray:
+    if out is None:
+        return np.zeros(shape, dtype=dtype)
+    if out.shape != tuple(shape) or out.dtype != np.dtype(dtype) or not out.flags.c_contiguous:
+        raise ValueError(f"out must be a C-contiguous {np.dtype(dtype).name} array of shape {tuple(shape)}, "
+                         f"got {out.dtype} {out.shape}")
+    return out
+
+
 class Library:
     Error = LibraryError
+    writes_into_out = True  # the op methods take `out=` (harness.ops.Op.call)
     defects: tuple[str, ...] = ()
 
     def __init__(self, path: str):
@@ -153,53 +169,58 @@ class Library:
 
     def _weights(self, w: np.ndarray, k: int, opt: KernelOptions) -> np.ndarray:
         """The weights as the options say the library takes them: IQ1_M blocks, or their
-        iq1m_prepack form."""
-        return self.prepack(w, k) if opt.prepacked else w
+        iq1m_prepack form (made here from IQ1_M rows, or given already prepacked: rows of
+        k/256 blocks of 80 bytes)."""
+        if not opt.prepacked or w.shape[-1] == k // QK_K * PREPACKED_BLOCK_BYTES:
+            return w
+        return self.prepack(w, k)
 
     # -- operations ----------------------------------------------------------------------
-    def quantize_q8k(self, x: np.ndarray) -> np.ndarray:
+    def quantize_q8k(self, x: np.ndarray, opt: KernelOptions | None = None, *, out=None) -> np.ndarray:
         """x float32 [..., K] -> uint8 [..., K/256, 292] (the C struct's bytes)."""
         x = np.ascontiguousarray(x, dtype=np.float32)
         nb = x.shape[-1] // QK_K if x.ndim else 0
-        out = np.zeros(x.shape[:-1] + (nb, 292), dtype=np.uint8)
+        out = _out(out, x.shape[:-1] + (nb, 292), np.uint8)
         self._check(self.lib.iq1m_quantize_q8_K(_ptr(x), _ptr(out), x.size))
         return out
 
-    def dequantize(self, blocks: np.ndarray) -> np.ndarray:
+    def dequantize(self, blocks: np.ndarray, opt: KernelOptions | None = None, *, out=None) -> np.ndarray:
+        """IQ1_M blocks (any shape, 56 bytes each) -> float32 [n, 256]."""
         blocks = np.ascontiguousarray(blocks, dtype=np.uint8)
         n = blocks.size // BLOCK_BYTES
-        out = np.zeros(n * QK_K, dtype=np.float32)
+        out = _out(out, (n, QK_K), np.float32)
         self._check(self.lib.iq1m_dequantize_iq1_m(_ptr(blocks), _ptr(out), n * QK_K))
-        return out.reshape(n, QK_K)
+        return out
 
-    def prepack(self, w: np.ndarray, k: int) -> np.ndarray:
+    def prepack(self, w: np.ndarray, k: int, opt: KernelOptions | None = None, *, out=None) -> np.ndarray:
         """IQ1_M weight rows of k weights (any shape, k/256 blocks of 56 bytes per row) ->
         their prepacked blocks, flat uint8 (k/256 blocks of 80 bytes per row)."""
         w = np.ascontiguousarray(w, dtype=np.uint8)
         nb = k // QK_K
         n_rows = w.size // (BLOCK_BYTES * nb) if nb else 0
-        out = np.zeros(n_rows * nb * PREPACKED_BLOCK_BYTES, dtype=np.uint8)
+        out = _out(out, (n_rows * nb * PREPACKED_BLOCK_BYTES,), np.uint8)
         self._check(self.lib.iq1m_prepack(_ptr(w), n_rows, k, _ptr(out)))
         return out
 
-    def activation(self, act: str, x: np.ndarray) -> np.ndarray:
+    def activation(self, act: str, x: np.ndarray, opt: KernelOptions | None = None, *, out=None) -> np.ndarray:
         x = np.ascontiguousarray(x, dtype=np.float32)
-        out = np.empty_like(x)
+        out = np.empty_like(x) if out is None else _out(out, x.shape, np.float32)
         self._check(self.lib.iq1m_activation(ACT_NAMES[act], _ptr(x), _ptr(out), x.size))
         return out
 
-    def mul_mat(self, w: np.ndarray, x: np.ndarray, opt: KernelOptions) -> np.ndarray:
+    def mul_mat(self, w: np.ndarray, x: np.ndarray, opt: KernelOptions, *, out=None) -> np.ndarray:
         rows, k = w.shape[0], x.shape[1]
-        out = np.zeros((x.shape[0], rows), dtype=np.float32)
+        out = _out(out, (x.shape[0], rows), np.float32)
         copt = self._options(opt)
         w = self._weights(w, k, opt)
         self._check(self.lib.iq1m_mul_mat(_ptr(w), rows, k, _ptr(x), x.shape[0], _ptr(out), ctypes.byref(copt)))
         return out
 
-    def mul_mat_id(self, w: np.ndarray, x: np.ndarray, ids: np.ndarray, opt: KernelOptions) -> np.ndarray:
+    def mul_mat_id(self, w: np.ndarray, x: np.ndarray, ids: np.ndarray, opt: KernelOptions, *, out=None
+                   ) -> np.ndarray:
         n_experts, rows = w.shape[0], w.shape[1]
         n_tokens, top_k = ids.shape
-        out = np.zeros((n_tokens, top_k, rows), dtype=np.float32)
+        out = _out(out, (n_tokens, top_k, rows), np.float32)
         copt = self._options(opt)
         w = self._weights(w, x.shape[1], opt)
         self._check(self.lib.iq1m_mul_mat_id(_ptr(w), n_experts, rows, x.shape[1], _ptr(x), n_tokens, _ptr(ids),
@@ -207,10 +228,10 @@ class Library:
         return out
 
     def moe_up_gate(self, w_up: np.ndarray, w_gate: np.ndarray, x: np.ndarray, ids: np.ndarray, act: str,
-                    opt: KernelOptions) -> np.ndarray:
+                    opt: KernelOptions, *, out=None) -> np.ndarray:
         n_experts, rows = w_up.shape[0], w_up.shape[1]
         n_tokens, top_k = ids.shape
-        out = np.zeros((n_tokens, top_k, rows), dtype=np.float32)
+        out = _out(out, (n_tokens, top_k, rows), np.float32)
         copt = self._options(opt)
         w_up, w_gate = self._weights(w_up, x.shape[1], opt), self._weights(w_gate, x.shape[1], opt)
         self._check(self.lib.iq1m_moe_up_gate(_ptr(w_up), _ptr(w_gate), n_experts, rows, x.shape[1], _ptr(x),

@@ -10,6 +10,7 @@ import pytest
 
 import reference
 from harness import strategies as hs
+from harness.act_edges import EDGES as ACT_EDGES
 from harness.compare import bits_equal
 from harness.targets import sanitizer_environment
 
@@ -33,7 +34,9 @@ def _activation_rows(rng):
 def _activation_inputs(rng):
     patterns = rng.integers(0, 2**32, 200_000, dtype=np.uint64).astype(np.uint32).view(np.float32)
     edges = np.float32([0.0, -0.0, np.inf, -np.inf, np.nan, 1e-45, -1e-45, 88.7, -88.7, -104.0, 10.0, -10.2])
-    return np.concatenate([patterns, edges, np.linspace(-120, 40, 50_001, dtype=np.float32)])
+    # inputs whose result lies next to a float32 rounding midpoint (both functions' tables)
+    ties = np.array(ACT_EDGES["silu"] + ACT_EDGES["gelu"], dtype=np.uint32).view(np.float32)
+    return np.concatenate([patterns, edges, np.linspace(-120, 40, 50_001, dtype=np.float32), ties])
 
 
 @pytest.fixture(scope="module")

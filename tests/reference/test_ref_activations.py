@@ -126,3 +126,20 @@ def test_slope_bound(act):
 def test_dtype_checked():
     with pytest.raises(ValueError, match="float32"):
         R.silu(np.array([1.0]))
+
+
+@pytest.mark.parametrize("act", ["silu", "gelu"])
+def test_rounding_edge_inputs_are_next_to_a_midpoint(act):
+    """harness/act_edges.py (scripts/gen_act_edges.py): every input's binary64 result lies
+    within 2^-22 float32 ulps of a rounding midpoint, so the strategies' 'rounding edges'
+    inputs flip with any deviation from the contract's binary64 sequence."""
+    from harness.act_edges import EDGES
+    import importlib.util
+    from pathlib import Path
+
+    spec = importlib.util.spec_from_file_location("gen", Path(__file__).parents[2] / "scripts" / "gen_act_edges.py")
+    gen = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(gen)
+    x = np.array(EDGES[act], dtype=np.uint32).view(np.float32)
+    assert len(x) >= 32
+    assert (gen.tie_distance(gen.binary64(act, x)) < gen.LIMIT).all()
