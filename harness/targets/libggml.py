@@ -259,27 +259,23 @@ class GgmlLibrary:
         """Type ids by name. ggml_type_name does not check its argument (mainline indexes its
         traits table with it; past GGML_TYPE_COUNT it returns garbage), and the count is not
         exported: so the scan stops as soon as every type this module needs was seen."""
-        ids = {}
-        for t in range(128):
-            raw = self._fn("ggml_type_name")(t)
-            name = raw.decode(errors="replace") if raw else ""
-            if not name or name == "NONE":
-                break
-            ids.setdefault(name, t)
-            if all(n in ids for n in self.NEEDED_TYPES):
-                break
-        return ids
+        return self._scan_names("ggml_type_name", 128, self.NEEDED_TYPES)
 
     def _unary_ids(self) -> dict[str, int]:
         """Unary op ids by name (same caution as _type_ids: stop once SILU and GELU are seen)."""
+        return self._scan_names("ggml_unary_op_name", 64, ("SILU", "GELU"))
+
+    def _scan_names(self, name_fn: str, limit: int, needed: tuple[str, ...]) -> dict[str, int]:
+        """{name: first id} from `name_fn`(0, 1, ...) up to the first empty or NONE name, or
+        until every `needed` name was seen."""
         ids = {}
-        for op in range(64):
-            raw = self._fn("ggml_unary_op_name")(op)
+        for i in range(limit):
+            raw = self._fn(name_fn)(i)
             name = raw.decode(errors="replace") if raw else ""
             if not name or name == "NONE":
                 break
-            ids.setdefault(name, op)
-            if "SILU" in ids and "GELU" in ids:
+            ids.setdefault(name, i)
+            if all(n in ids for n in needed):
                 break
         return ids
 
@@ -446,14 +442,17 @@ class GgmlLibrary:
     CANARY_WINDOW = 4 << 20
 
     def _context(self, data_bytes: int, work_bytes: int):
-        """A context on a memory pool of our own, so that what the compute writes past the
-        work buffer it plans for itself (inside the pool) can be seen (`_compute`)."""
-        mem = int(data_bytes + 2 * work_bytes + 64 * 1024 * 1024)
+        """A context for a graph's tensors on a memory pool of our own, with `work_bytes` our
+        own estimate of the work buffer its compute needs (`_compute` gives the compute a
+        work context of its own, sized from ggml's plan and this estimate)."""
+        return self._pool_context(int(data_bytes + 64 * 1024 * 1024), work_bytes)
+
+    def _pool_context(self, mem: int, work_bytes: int = 0):
         pool = np.empty(mem, dtype=np.uint8)
         ctx = self._fn("ggml_init")(_InitParams(mem, pool.ctypes.data, False))
-        self._pools[ctx] = (pool, int(work_bytes))
         if not ctx:
             raise LibraryError(-1, f"ggml_init failed for {mem} bytes")
+        self._pools[ctx] = (pool, int(work_bytes))
         return ctx
 
     def _tensor(self, ctx, type_id: int, *ne: int, data: np.ndarray | None = None):
@@ -486,18 +485,25 @@ class GgmlLibrary:
             raise LibraryError(-1, f"result holds {n} bytes, expected {out.nbytes}")
         data = self._fn("ggml_get_data")(result)
         ctypes.memmove(data, out.ctypes.data, n)
-        pool, work_bytes = self._pools[ctx]
-        # ggml_graph_compute_with_ctx allocates its planned work buffer as the context's next
-        # object: anything written beyond that object's end (the free rest of the pool,
-        # filled with a canary first) was written past the buffer the library planned
-        start = self._fn("ggml_used_mem")(ctx)
-        end = min(pool.size, start + 2 * work_bytes + self.CANARY_WINDOW)
-        pool[start:end] = self.CANARY
-        status = self._fn("ggml_graph_compute_with_ctx")(ctx, graph, int(n_threads))
-        if status != 0:
-            raise LibraryError(status, f"ggml_graph_compute_with_ctx returned status {status}")
-        planned_end = self._fn("ggml_used_mem")(ctx)
-        stray = np.flatnonzero(pool[planned_end:end] != self.CANARY)
+        # ggml_graph_compute_with_ctx allocates the work buffer it plans as the next object of
+        # the context it is given: a context of its own, with room for the plan (some builds
+        # plan far more than our estimate: ik_llama.cpp sizes the fused op's from the weights)
+        # and for what a compute may write past it (ik's fused op plans too little for many
+        # tokens). The free rest, filled with a canary first, shows such writes.
+        estimate = self._pools[ctx][1]
+        room = self._planned_work(graph, n_threads) + 2 * estimate + self.CANARY_WINDOW + (1 << 20)
+        work_ctx = self._pool_context(room)
+        try:
+            pool = self._pools[work_ctx][0]
+            start = self._fn("ggml_used_mem")(work_ctx)
+            pool[start:] = self.CANARY
+            status = self._fn("ggml_graph_compute_with_ctx")(work_ctx, graph, int(n_threads))
+            if status != 0:
+                raise LibraryError(status, f"ggml_graph_compute_with_ctx returned status {status}")
+            planned_end = self._fn("ggml_used_mem")(work_ctx)
+            stray = np.flatnonzero(pool[planned_end:] != self.CANARY)
+        finally:
+            self._free(work_ctx)
         if stray.size:
             self.defects.append(f"the compute wrote {stray.size} bytes past the end of the work buffer it planned "
                                 f"({planned_end - start} bytes), the last {int(stray[-1]) + 1} bytes past it: "

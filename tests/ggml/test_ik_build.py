@@ -34,6 +34,8 @@ from harness.targets.requantized import repack_q8_k_r8
 SEED_ABORT = "ggml.c:15254: "
 ROWS_ASSERT = "GGML_ASSERT(Nx%num_rows == 0) failed"
 
+pytestmark = pytest.mark.ik
+
 SEED_C = r"""
 #include <stdio.h>
 #include <stdlib.h>
@@ -212,6 +214,27 @@ def test_fused_op_writes_past_its_planned_work_buffer(seed_program, ik_runner):
     case = hs.pinned_moe_case("moe_up_gate", [40], ["auto"], rows=8, k=256, top_k=1)
     with pytest.raises(MemoryOverrun, match="past the end of the work buffer"):
         ik_runner.check(case)
+
+
+def test_fused_op_plans_its_work_buffer_from_the_gate_weights(seed_program, ik_runner, monkeypatch):
+    """What ik plans for the fused op is twice the Q8_K size of the gate weights' rows (not
+    the tokens'), plus the row lists: far more than the activations need when experts are
+    many. The harness gives the compute a work context sized from ggml's own plan, so a
+    DeepSeek-sized layer (256 experts, K = 7168) runs instead of crashing in ggml_new_object."""
+    import re
+
+    def planned(*args):
+        proc = _run_seed(seed_program, *args, "plan")
+        assert proc.returncode == 0, proc.stderr
+        return int(re.search(r"planned (\d+)", proc.stdout).group(1))
+
+    q8k_row, row_lists = 296, 8 + 8 * 40  # one 256-wide Q8_K row; counts of 1 expert + 40 tokens' rows
+    assert planned("fused", 40, 64) == 2 * 64 * q8k_row + row_lists
+    assert planned("mul_mat_id", 40, 64) == 2 * 40 * q8k_row + row_lists
+    counts = [32] + [0] * 255  # no expert below 32 tokens (the seed's abort), rows % 8 == 0
+    case = hs.pinned_moe_case("moe_up_gate", counts, ["auto"], rows=24, k=7168, top_k=1)
+    monkeypatch.setattr(ik_runner, "batch_check", False)  # its one-token sub-case is the seed's abort
+    ik_runner.check(case)  # 2 x 6144 gate rows x 28 blocks x 296 bytes: a 102 MB plan
 
 
 # -- what is not a bug ------------------------------------------------------------------------
