@@ -307,24 +307,7 @@ def routing_tables(draw, n_experts: int, top_k: int, max_tokens_per_expert: int 
     counts may grow by the few slots needed to fill every token);
     "any": slots shuffled over tokens (one token may hold the same expert twice), padded with
     unused (-1) slots and tokens; "mixed": router mostly, "any" sometimes."""
-    if style == "mixed":
-        style = draw(_MIXED_STYLE)
-    event(f"routing: {'router-like' if style == 'router' else 'unused or repeated slots'}")
-    counts = draw(st.lists(expert_token_counts(max_tokens_per_expert), min_size=n_experts, max_size=n_experts))
-    rng = np.random.default_rng(draw(_SEEDS))
-    if style == "router":
-        table = routing_layout(counts, top_k, rng, pad=False)
-    else:
-        slots = np.repeat(np.arange(n_experts, dtype=np.int32), counts)
-        rng.shuffle(slots)
-        n_tokens = -(-len(slots) // top_k)
-        extra = draw(st.integers(0, 2))  # tokens with unused slots only
-        table = np.full((n_tokens + extra) * top_k, -1, dtype=np.int32)
-        table[:len(slots)] = slots
-        table = table.reshape(n_tokens + extra, top_k)
-        rng.shuffle(table)
-    _bucket_events(table, n_experts)
-    return table
+    return _draw_routing(draw, n_experts, top_k, max_tokens_per_expert, style)
 
 
 def _bucket_events(table: np.ndarray, n_experts: int) -> None:

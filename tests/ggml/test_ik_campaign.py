@@ -9,7 +9,7 @@ import pytest
 
 from harness.cases import load_case
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.ik]
 
 
 def test_the_two_aborts_in_moe_up_gate_are_two_minimised_failures(ik_lib_dir, tmp_path):
