@@ -35,7 +35,7 @@ def test_op_matches_reference(iq1m_runner, op, data):
     iq1m_runner.check(data.draw(hs.op_cases(op, iq1m_runner.isas, routing=iq1m_runner.target.routing), label="case"))
 
 
-CLASSES = [(op, cls) for op in ("mul_mat", "mul_mat_id", "moe_up_gate") for cls in hs.shape_classes(op)]
+CLASSES = [(op, cls) for op in OP_NAMES if OPS[op].kind == "gemm" for cls in hs.shape_classes(op)]
 
 
 @pytest.mark.parametrize("op,shape", CLASSES, ids=[f"{op}-{cls.split(':')[0].replace(' ', '-')}" for op, cls in CLASSES])
