@@ -267,20 +267,32 @@ def _outside_model(bound: np.ndarray, canon: np.ndarray) -> np.ndarray:
     return ~np.isfinite(np.asarray(canon, dtype=np.float64)) | ~np.isfinite(bound)
 
 
-def _outside_model_ok(out: np.ndarray, exact: np.ndarray, bound: np.ndarray, canon: np.ndarray) -> np.ndarray:
-    """There reference.within_bound asks for equality with the canonical result, which
-    only a bit-exact implementation can meet: another summation order overflows elsewhere
-    (and inf - inf gives NaN). What such a target must still satisfy there:
+def _outside_model_ok(out: np.ndarray, exact: np.ndarray, outside: np.ndarray) -> np.ndarray:
+    """Elements outside the bound's model (`outside`: see _outside_model) where
+    reference.within_bound asks for equality with the canonical result, which only a
+    bit-exact implementation can meet: another summation order overflows elsewhere (and
+    inf - inf gives NaN). What such a target must still satisfy there:
     - exact value non-finite or beyond FLT_MAX: the output is non-finite too;
     - exact value finite: a finite output has the sign of the exact value (or one of them
       is zero); a non-finite output counts as an overflow in the target's own order.
-    Elements covered by the bound are not touched (False)."""
+    Elements inside the model are not touched (False)."""
     out = np.asarray(out, dtype=np.float64)
     exact = np.asarray(exact, dtype=np.float64)
     with np.errstate(invalid="ignore"):
         huge = ~np.isfinite(exact) | (np.abs(exact) > FLT32_MAX)
         same_sign = (np.sign(out) == np.sign(exact)) | (out == 0) | (exact == 0)
-    return _outside_model(bound, canon) & np.where(huge, ~np.isfinite(out), ~np.isfinite(out) | same_sign)
+    return outside & np.where(huge, ~np.isfinite(out), ~np.isfinite(out) | same_sign)
+
+
+def activation_sum_overflows(q) -> np.ndarray:
+    """bool [..., tokens]: tokens with a Q8_K block whose scale times the sum of its quants
+    is beyond float32. Kernels that factor IQ1_M's delta term through that per-block float
+    (ik_llama.cpp keeps it in its Q8_K block as `sum`; its Q8_K_R8 path multiplies it by the
+    weights' scale, so a zero weight row gives 0 * inf = NaN) overflow there in their own
+    order, with activations near FLT_MAX."""
+    sums = q.bsums.astype(np.int32).sum(axis=-1).astype(np.float32)
+    with np.errstate(over="ignore", invalid="ignore"):
+        return (~np.isfinite(q.d * sums)).any(axis=-1)
 
 
 @dataclass
@@ -343,19 +355,22 @@ def bound_report(case: Case, outcomes: list[Outcome], q, repacked: np.ndarray | 
         canon, exact, bound = (spec.canonical(a, case.act, q, sub), spec.exact(a, case.act, q, sub),
                                spec.bound(a, case.act, q, sub))
         rep = None if repacked is None else sub.take(repacked)
+        shape = outcomes[0].output.shape
+        overflowing = activation_sum_overflows(q).reshape((shape[0],) + (1,) * (len(shape) - 1))
+        outside = _outside_model(bound, canon) | sub.take(np.broadcast_to(overflowing, shape))
         for o in outcomes:
             out = sub.take(o.output)
             if spec.has_activation:
                 # outside the model an up or gate value beyond float32 range (or overflowed in
                 # the target's own order) propagates through act and the product arbitrarily
                 # (-inf gate -> act 0 -> 0 output, for instance): those elements are not judged
-                outside_ok = _outside_model(bound, canon)
+                outside_ok = outside
             else:
-                outside_ok = _outside_model_ok(out, exact, bound, canon)
+                outside_ok = _outside_model_ok(out, exact, outside)
             ok = reference.within_bound(out, exact, bound, canon) | outside_ok
             ratio = bound_ratio(out, exact, bound)
             report.max_ratio = max(report.max_ratio, float(ratio.max()) if ratio.size else 0.0)
-            report.unbounded = max(report.unbounded, int(_outside_model(bound, canon).sum()))
+            report.unbounded = max(report.unbounded, int(outside.sum()))
             if ok.all():
                 continue
             by_design = np.zeros_like(ok)

@@ -272,6 +272,7 @@ class GgmlTarget(Target):
                      f"bound, in {s['repacked_deviation']} within the repacked path's (by design)")
         lines.append(f"  thread count: {s['thread_divergent']} of {s['thread_checked']} multi-thread cases differ")
         lines.append(f"  {s['unbounded_elements']} output elements outside the bound's model "
-                     f"(inf/nan scales, float32 overflow) got the weaker overflow check")
+                     f"(inf/nan scales, float32 overflow, a Q8_K block's d x sum of quants beyond float32) got the "
+                     f"weaker overflow check")
         lines.append(f"  Q8_K activations differ from the reference quantizer in {s['q8k_differs']} cases")
         return lines

@@ -277,6 +277,39 @@ def test_unused_slot_is_native_and_kept(ik_lib_dir, ik_runner):
     assert (case.arrays["ids"] == -1).sum() == 5  # run as it is: no slot rerouted to expert 0
 
 
+def test_activation_sum_overflow_gives_nan_on_the_repacked_path(ik_lib_dir, ik_runner):
+    """ik's Q8_K block keeps `sum` = d x (sum of the quants) as a float32 (at byte 4); with
+    activations near FLT_MAX it is inf, and the Q8_K_R8 path (>= 32 tokens) multiplies it by
+    the weights' scale: a zero weight row gives NaN where the exact product is 0, in exactly
+    the tokens whose `sum` overflowed (the direct path, below 32 tokens, gives 0). An
+    overflow in the target's own order, outside the bound's model: not a failure."""
+    case = hs.pinned_moe_case("mul_mat_id", [32], ["auto"], rows=8, k=256, top_k=1, seed=3)
+    x = case.arrays["x"].astype(np.float64)
+    case.arrays["x"] = (x / np.abs(x).max(axis=1, keepdims=True) * 3.0e38).astype(np.float32)
+    case.arrays["w"][0, 3] = 0  # a zero row: every exact product in it is 0
+    found = _snippet(ik_lib_dir, f"""
+        from harness.targets.libggml import GgmlLibrary
+        from harness.options import KernelOptions
+        x = np.frombuffer(bytes.fromhex({case.arrays["x"].tobytes().hex()!r}), np.float32).reshape(32, 256)
+        w = np.frombuffer(bytes.fromhex({case.arrays["w"][0].tobytes().hex()!r}), np.uint8).reshape(8, 56)
+        sums = []
+        for row in x:
+            block = np.zeros(296, np.uint8)
+            lib.quantize_row_q8_K(np.ascontiguousarray(row).ctypes.data_as(P), block.ctypes.data_as(P),
+                                  ctypes.c_int64(256))
+            sums.append(float(block[4:8].view(np.float32)[0]))
+        g = GgmlLibrary({ik_lib_dir!r})
+        nan32 = np.isnan(g.mul_mat(w, x, KernelOptions(n_threads=1))[:, 3])
+        nan5 = np.isnan(g.mul_mat(w, x[:5], KernelOptions(n_threads=1))[:, 3])
+        print(json.dumps({{"inf_sum": np.flatnonzero(~np.isfinite(sums)).tolist(),
+                          "nan32": np.flatnonzero(nan32).tolist(), "nan5": int(nan5.sum())}}))
+    """)
+    assert found["inf_sum"] and found["nan32"] == found["inf_sum"] and found["nan5"] == 0, found
+    before = ik_runner.target.stats["unbounded_elements"]
+    ik_runner.check(case)
+    assert ik_runner.target.stats["unbounded_elements"] > before
+
+
 def test_repack_model_matches_the_library_converter(ik_lib_dir):
     """harness.targets.requantized's model of the IQ1_M -> Q8_K_R8 conversion equals the
     bytes of the library's own converter (iqk_convert_1bit_q80_r8), lossy blocks included."""
