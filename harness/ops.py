@@ -579,6 +579,17 @@ class MoeUpGate(GemmOp):
 
 # ============================================================================ conversions
 
+def _unwritten_fields(masks: dict[str, np.ndarray], index_names: str, unit: str = "") -> tuple[int, list[str]]:
+    """(count, the first MAX_REPORTED descriptions) of the blocks whose fields (`masks`: field
+    name -> bool per block) still hold the run's canary."""
+    n, found = 0, []
+    for field, mask in masks.items():
+        idx = np.argwhere(mask)
+        n += len(idx)
+        found += [f"{index_names}={tuple(int(i) for i in p)} {field}{unit}" for p in idx[:MAX_REPORTED]]
+    return n, found[:MAX_REPORTED]
+
+
 class ConversionOp(Op):
     """A standalone entry point of iq1m.h: one array in, one out, bit for bit against the
     reference definition (so `exact` is the canonical result and `bound` zero). The ABI's
@@ -651,13 +662,8 @@ class Prepack(_WeightConversion):
 
     def unwritten(self, a, out, run: int) -> tuple[int, list[str]]:
         rows, nb = self.rows(a), self.k(a) // QK_K
-        masks = canary.unwritten_prepacked(out.reshape(rows, nb, PREPACKED_BYTES), run)
-        n, found = 0, []
-        for field, mask in masks.items():
-            idx = np.argwhere(mask)
-            n += len(idx)
-            found += [f"(row, block)={tuple(int(i) for i in p)} {field} bytes" for p in idx[:MAX_REPORTED]]
-        return n, found[:MAX_REPORTED]
+        return _unwritten_fields(canary.unwritten_prepacked(out.reshape(rows, nb, PREPACKED_BYTES), run),
+                                 "(row, block)", " bytes")
 
     def describe_differences(self, actual, expected, *, exact=None, bound=None, subset: Subset = FULL) -> str:
         rows, nb = actual.shape[0], actual.shape[1] // PREPACKED_BYTES
@@ -708,13 +714,7 @@ class QuantizeQ8K(ConversionOp):
         return canary.fill_q8k(np.empty(self.output_shape(a), np.uint8), run)
 
     def unwritten(self, a, out, run: int) -> tuple[int, list[str]]:
-        masks = canary.unwritten_q8k(out, run)
-        n, found = 0, []
-        for field, mask in masks.items():
-            idx = np.argwhere(mask)
-            n += len(idx)
-            found += [f"(token, block)={tuple(int(i) for i in p)} {field}" for p in idx[:MAX_REPORTED]]
-        return n, found[:MAX_REPORTED]
+        return _unwritten_fields(canary.unwritten_q8k(out, run), "(token, block)")
 
     def describe_differences(self, actual, expected, *, exact=None, bound=None, subset: Subset = FULL) -> str:
         got = reference.q8k_from_bytes(np.ascontiguousarray(actual))
