@@ -2,6 +2,7 @@
 edge cases (no tokens, no rows, NULL options) succeed. The calls run in a subprocess:
 "never aborts" is part of what is tested."""
 import json
+import re
 import os
 import subprocess
 import sys
@@ -84,3 +85,20 @@ def test_status_and_message(results, name):
     assert fragment in message, f"{name}: message {message!r} does not mention {fragment!r}"
     if code == OK:
         assert message == ""
+
+
+def test_default_options_are_the_documented_ones(iq1m_runner):
+    """iq1m_default_options fills what iq1m.h documents: one thread (a caller that does not
+    ask for more gets no threads it did not plan for), ISA auto, the header's repack
+    threshold, fused, IQ1_M (not prepacked) weights."""
+    if iq1m_runner.target.name != "kernels":
+        pytest.skip("an API of the project's library")
+    header = (Path(__file__).resolve().parents[2] / "kernels" / "include" / "iq1m.h").read_text()
+    threshold = int(re.search(r"#define IQ1M_DEFAULT_REPACK_THRESHOLD (\d+)", header).group(1))
+    code = ("import sys; from harness.targets.libiq1m import Library; o = Library(sys.argv[1]).default_options(); "
+            "print(o.n_threads, o.isa, o.repack_threshold, o.fused, o.prepacked)")
+    env = dict(os.environ, **sanitizer_environment(iq1m_runner.variant))
+    proc = subprocess.run([sys.executable, "-c", code, str(iq1m_runner.library)], capture_output=True, text=True,
+                          env=env, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.stdout.split() == ["1", "auto", str(threshold), "True", "False"]
