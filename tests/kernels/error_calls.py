@@ -3,6 +3,7 @@ edge-case valid) arguments through raw ctypes, so NULL pointers and impossible s
 be passed, and prints {name: [status, message]} as JSON. A crash kills only this process."""
 import ctypes
 import json
+import re
 import sys
 
 import numpy as np
@@ -42,6 +43,19 @@ chunk_x = np.full((T, K), 1.5, np.float32)
 chunk_x[0, :64] = np.nan
 q8 = np.zeros((1, 292), np.uint8)
 pp = np.zeros((2, ROWS, 80), np.uint8)
+row = np.zeros(K, np.float32)
+
+def thread_limit() -> int:
+    """The largest n_threads the library accepts, as its own error message states it."""
+    lib.iq1m_mul_mat(ptr(w), ROWS, K, ptr(x), T, ptr(out), opts(n_threads=10**6))
+    return int(re.search(rb"must be in \[1, (\d+)\]", lib.iq1m_last_error()).group(1))
+
+
+def after_an_error(call):
+    lib.iq1m_mul_mat(ptr(w), ROWS, 300, ptr(x), T, ptr(out), opts())
+    assert lib.iq1m_last_error()
+    return call()
+
 
 calls = {
     "mul_mat K not multiple": lambda: lib.iq1m_mul_mat(ptr(w), ROWS, 300, ptr(x), T, ptr(out), opts()),
@@ -98,7 +112,24 @@ calls = {
     "sizes overflow": lambda: lib.iq1m_mul_mat_id(ptr(w), 2, 2**21, K, ptr(x), 2**20, ptr(ids), 2**20, ptr(out),
                                                   opts()),
     "mul_mat sizes overflow": lambda: lib.iq1m_mul_mat(ptr(w), 2**62, K, ptr(x), 2**8, ptr(out), opts()),
+    # the largest size that fits: a x b == INT64_MAX - 7 does not overflow (the NULL is what fails)
+    "prepack largest size, null pointers": lambda: lib.iq1m_prepack(None, (2**63 - 1) // 80, K, None),
+    # n_rows x (blocks x 80 bytes) overflows where n_rows x (blocks + 80) would not
+    "prepack sizes overflow, wide K": lambda: lib.iq1m_prepack(None, 2**50, 1000 * K, None),
+    "top_k zero, one token": lambda: lib.iq1m_mul_mat_id(ptr(w), 2, ROWS, K, ptr(x), 1, ptr(ids), 0, ptr(out), opts()),
     # valid edge cases
+    "threads at the limit": lambda: lib.iq1m_mul_mat(ptr(w), ROWS, K, ptr(x), T, ptr(out),
+                                                     opts(n_threads=thread_limit())),
+    "top_k zero, no tokens": lambda: lib.iq1m_mul_mat_id(ptr(w), 2, ROWS, K, None, 0, None, 0, None, opts()),
+    "dequantize K zero, null pointers": lambda: lib.iq1m_dequantize_iq1_m(None, None, 0),
+    "quantize K zero, null pointers": lambda: lib.iq1m_quantize_q8_K(None, None, 0),
+    # a call that succeeds clears the error of the call before it
+    "quantize after an error": lambda: after_an_error(lambda: lib.iq1m_quantize_q8_K(ptr(x), ptr(q8), 256)),
+    "dequantize after an error": lambda: after_an_error(lambda: lib.iq1m_dequantize_iq1_m(ptr(w), ptr(row), 256)),
+    "prepack after an error": lambda: after_an_error(lambda: lib.iq1m_prepack(ptr(w), ROWS, K, ptr(pp))),
+    "activation after an error": lambda: after_an_error(lambda: lib.iq1m_activation(0, ptr(x), ptr(out), 4)),
+    "mul_mat after an error": lambda: after_an_error(lambda: lib.iq1m_mul_mat(ptr(w), ROWS, K, ptr(x), T, ptr(out),
+                                                                               opts())),
     "zero tokens, null x and out": lambda: lib.iq1m_mul_mat(ptr(w), ROWS, K, None, 0, None, opts()),
     "zero rows, null weights": lambda: lib.iq1m_mul_mat(None, 0, K, ptr(x), T, ptr(out), opts()),
     "null options mean defaults": lambda: lib.iq1m_mul_mat(ptr(w), ROWS, K, ptr(x), T, ptr(out), None),
