@@ -117,6 +117,14 @@ calls = {
     # n_rows x (blocks x 80 bytes) overflows where n_rows x (blocks + 80) would not
     "prepack sizes overflow, wide K": lambda: lib.iq1m_prepack(None, 2**50, 1000 * K, None),
     "top_k zero, one token": lambda: lib.iq1m_mul_mat_id(ptr(w), 2, ROWS, K, ptr(x), 1, ptr(ids), 0, ptr(out), opts()),
+    # one row, one token: the smallest sizes whose pointers are still needed
+    "one row, null weights": lambda: lib.iq1m_mul_mat(None, 1, K, ptr(x), T, ptr(out), opts()),
+    "one token, null x": lambda: lib.iq1m_mul_mat_id(ptr(w), 2, ROWS, K, None, 1, ptr(ids), 1, ptr(out), opts()),
+    "one token, null out": lambda: lib.iq1m_mul_mat(ptr(w), ROWS, K, ptr(x), 1, None, opts()),
+    "one row and token, null out": lambda: lib.iq1m_mul_mat(ptr(w), 1, K, ptr(x), 1, None, opts()),
+    "one token, null ids": lambda: lib.iq1m_mul_mat_id(ptr(w), 2, ROWS, K, ptr(x), 1, None, 1, ptr(out), opts()),
+    "one token, expert id too large": lambda: lib.iq1m_mul_mat_id(ptr(w), 2, ROWS, K, ptr(x), 1,
+                                                                  ptr(np.array([[2]], np.int32)), 1, ptr(out), opts()),
     # valid edge cases
     "threads at the limit": lambda: lib.iq1m_mul_mat(ptr(w), ROWS, K, ptr(x), T, ptr(out),
                                                      opts(n_threads=thread_limit())),
@@ -131,6 +139,7 @@ calls = {
     "mul_mat after an error": lambda: after_an_error(lambda: lib.iq1m_mul_mat(ptr(w), ROWS, K, ptr(x), T, ptr(out),
                                                                                opts())),
     "zero tokens, null x and out": lambda: lib.iq1m_mul_mat(ptr(w), ROWS, K, None, 0, None, opts()),
+    "zero rows, null weights and out": lambda: lib.iq1m_mul_mat(None, 0, K, ptr(x), T, None, opts()),
     "zero rows, null weights": lambda: lib.iq1m_mul_mat(None, 0, K, ptr(x), T, ptr(out), opts()),
     "null options mean defaults": lambda: lib.iq1m_mul_mat(ptr(w), ROWS, K, ptr(x), T, ptr(out), None),
     "moe zero tokens": lambda: lib.iq1m_moe_up_gate(ptr(w), ptr(w), 2, ROWS, K, None, 0, None, 1, 0, None, opts()),
