@@ -30,7 +30,7 @@ from hypothesis import strategies as st
 
 import reference
 
-from .act_edges import EDGES as ACT_EDGES
+from .act_edges import EDGES as ACT_EDGES, TERM_EDGES as ACT_TERM_EDGES
 from .cases import Case
 from .ops import ACTIVATIONS, CONVERSION_OPS, GEMM_OPS, OP_NAMES, OPS
 from .options import BASELINE_THRESHOLD, run_star
@@ -534,7 +534,8 @@ def activation_inputs(kind: str, rng: np.random.Generator, n: int, act: str = "s
     (harness/act_edges.py: any deviation from the contract's binary64 sequence flips them),
     or all of them mixed."""
     if kind == "rounding edges":
-        edges = np.array(ACT_EDGES[act], dtype=np.uint32).view(np.float32)
+        terms = [bits for name, bits in ACT_TERM_EDGES.items() if name.startswith(act + " ")]
+        edges = np.array(sum(terms, ACT_EDGES[act]), dtype=np.uint32).view(np.float32)
         return edges[rng.integers(0, len(edges), n)] if n else np.zeros(0, np.float32)
     if kind == "normal":
         x = rng.standard_normal(n) * np.exp2(rng.uniform(-4, 6))

@@ -19,6 +19,8 @@ LN2_LO = float.fromhex("0x1.a39ef35793c76p-33")
 TWO_K0 = 1.5957691216057308     # 2*sqrt(2/pi)
 GELU_A = 0.044715
 C = {k: 1.0 / float(math.factorial(k)) for k in range(2, 14)}  # exact integers, one division
+# the Horner steps of exp_nonpos's polynomial, in order: p = C13, then p = p * r + c for each
+POLY = tuple(C[k] for k in range(13, 1, -1))
 
 assert LOG2E == 1.4426950408889634
 assert LN2_HI == 6.93147180369123816490e-01 and (int.from_bytes(np.float64(LN2_HI).tobytes(), "little") & 0x1FFFFF) == 0
@@ -30,17 +32,19 @@ def _pow2(k):
     return ((k.astype(np.int64) + 1023) << 52).view(np.float64)
 
 
-def exp_nonpos(a):
-    """e^a for float64 a <= 0 (or NaN, which propagates), the contract's exact sequence."""
+def exp_nonpos(a, poly=POLY):
+    """e^a for float64 a <= 0 (or NaN, which propagates), the contract's exact sequence.
+    `poly` replaces the Horner steps (scripts/gen_act_edges.py asks which inputs each
+    term of the polynomial decides)."""
     a = np.asarray(a, dtype=np.float64)
     under = a < -746.0                                  # also -inf
     with np.errstate(invalid="ignore"):
         a_ = np.where(under, 0.0, a)
         n = np.rint(a_ * LOG2E)                         # round half to even
         r = (a_ - n * LN2_HI) - n * LN2_LO
-        p = np.full_like(r, C[13])
-        for k in range(12, 1, -1):
-            p = p * r + C[k]
+        p = np.full_like(r, poly[0])
+        for c in poly[1:]:
+            p = p * r + c
         p = p * r + 1.0
         p = p * r + 1.0
         ni = np.where(np.isnan(n), 0, n).astype(np.int64)
@@ -50,10 +54,10 @@ def exp_nonpos(a):
     return np.where(under, 0.0, e)
 
 
-def _sigmoid_times(X, t):
+def _sigmoid_times(X, t, poly=POLY):
     """X * sigmoid(t) in the contract's form: num / (1 + e), e = exp_nonpos(-|t|)."""
     with np.errstate(invalid="ignore", over="ignore"):
-        e = exp_nonpos(-np.abs(t))
+        e = exp_nonpos(-np.abs(t), poly)
         num = np.where(t >= 0, X, np.where(e == 0, -0.0, X * e))
         return num / (1.0 + e)
 

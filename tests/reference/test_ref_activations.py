@@ -128,18 +128,45 @@ def test_dtype_checked():
         R.silu(np.array([1.0]))
 
 
-@pytest.mark.parametrize("act", ["silu", "gelu"])
-def test_rounding_edge_inputs_are_next_to_a_midpoint(act):
-    """harness/act_edges.py (scripts/gen_act_edges.py): every input's binary64 result lies
-    within 2^-22 float32 ulps of a rounding midpoint, so the strategies' 'rounding edges'
-    inputs flip with any deviation from the contract's binary64 sequence."""
-    from harness.act_edges import EDGES
+def _gen_act_edges():
     import importlib.util
     from pathlib import Path
 
     spec = importlib.util.spec_from_file_location("gen", Path(__file__).parents[2] / "scripts" / "gen_act_edges.py")
     gen = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(gen)
+    return gen
+
+
+@pytest.mark.parametrize("act", ["silu", "gelu"])
+def test_rounding_edge_inputs_are_next_to_a_midpoint(act):
+    """harness/act_edges.py (scripts/gen_act_edges.py): every input's binary64 result lies
+    within 2^-22 float32 ulps of a rounding midpoint, so the strategies' 'rounding edges'
+    inputs flip with any deviation from the contract's binary64 sequence."""
+    from harness.act_edges import EDGES
+
+    gen = _gen_act_edges()
     x = np.array(EDGES[act], dtype=np.uint32).view(np.float32)
     assert len(x) >= 32
     assert (gen.tie_distance(gen.binary64(act, x)) < gen.LIMIT).all()
+
+
+DECIDED_BY = {"C11": {"zero", "negated", "left out"}, "C12": {"negated"}, "C13": set()}
+
+
+@pytest.mark.parametrize("name", [f"{act} {term}" for act in ("silu", "gelu") for term in DECIDED_BY])
+def test_each_last_polynomial_term_decides_the_rounding_of_its_edge_inputs(name):
+    """harness/act_edges.py TERM_EDGES: every input listed for a term has a float32 result
+    that changes when that term is replaced by 0, negated or its Horner step left out (so
+    an ISA that gets the term wrong fails on it), and the term's every change decides at
+    least one of them unless the full scan found none: C12 zeroed or left out and C13
+    changed in any way change no float32 SiLU/GELU output at all."""
+    from harness.act_edges import TERM_EDGES
+
+    gen = _gen_act_edges()
+    act, term = name.split()
+    x = np.array(TERM_EDGES[name], dtype=np.uint32).view(np.float32)
+    changed = gen.decides(act, x, int(term[1:]))
+    assert np.logical_or.reduce(list(changed.values())).all()
+    decided = {how for how, hits in changed.items() if hits.any()}
+    assert decided == DECIDED_BY[term]
