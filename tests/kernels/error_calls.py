@@ -27,6 +27,7 @@ w = np.zeros((2, ROWS, 56), np.uint8)
 x = np.ones((T, K), np.float32)
 ids = np.zeros((T, 1), np.int32)
 out = np.zeros((T, 1, ROWS), np.float32)
+out2 = np.zeros((T, 2, ROWS), np.float32)
 bad_x = x.copy()
 bad_x[1, 7] = np.nan
 inf_x = x.copy()
@@ -116,6 +117,25 @@ calls = {
     "prepack largest size, null pointers": lambda: lib.iq1m_prepack(None, (2**63 - 1) // 80, K, None),
     # n_rows x (blocks x 80 bytes) overflows where n_rows x (blocks + 80) would not
     "prepack sizes overflow, wide K": lambda: lib.iq1m_prepack(None, 2**50, 1000 * K, None),
+    # experts x rows x blocks x 56 bytes overflows where blocks / 56 or blocks + 56 would not
+    "weight bytes overflow, no tokens": lambda: lib.iq1m_mul_mat_id(None, 2**20, 1, 2**48, None, 0, None, 1, None,
+                                                                    opts()),
+    # the plain GEMM's weights are one expert's: rows x 56 bytes at the limit fits, and
+    # overflows are found with no tokens to compute
+    "mul_mat largest weights, null pointers": lambda: lib.iq1m_mul_mat(None, (2**63 - 1) // 56, K, None, 0, None,
+                                                                       opts()),
+    "mul_mat weight bytes overflow, no tokens": lambda: lib.iq1m_mul_mat(None, 2**58, K, None, 0, None, opts()),
+    "one token, nan activation": lambda: lib.iq1m_mul_mat(ptr(w), ROWS, K, ptr(bad_x[1]), 1, ptr(out), opts()),
+    # tokens x top_k fits, times rows it does not (and wraps to exactly 0 in 64 bits)
+    "tokens x top_k x rows overflows": lambda: lib.iq1m_mul_mat_id(None, 1, 2**24, K, None, 2**20, None, 2**20, None,
+                                                                   opts()),
+    # the output's element count times 8 bytes: (2^60 - 1) x 8 fits, 2^60 x 8 does not
+    "largest output, null pointers": lambda: lib.iq1m_mul_mat(None, 225225, K, None, (2**60 - 1) // 225225, None,
+                                                              opts()),
+    "output one element too large": lambda: lib.iq1m_mul_mat(None, 2**20, K, None, 2**40, None, opts()),
+    # top_k > 1: the id checked is token t's slot s, not one at t / top_k
+    "ids too large, second slot of the second token": lambda: lib.iq1m_mul_mat_id(
+        ptr(w), 2, ROWS, K, ptr(x), T, ptr(np.array([[0, 1], [1, 5]], np.int32)), 2, ptr(out2), opts()),
     "top_k zero, one token": lambda: lib.iq1m_mul_mat_id(ptr(w), 2, ROWS, K, ptr(x), 1, ptr(ids), 0, ptr(out), opts()),
     # one row, one token: the smallest sizes whose pointers are still needed
     "one row, null weights": lambda: lib.iq1m_mul_mat(None, 1, K, ptr(x), T, ptr(out), opts()),
@@ -125,6 +145,10 @@ calls = {
     "one token, null ids": lambda: lib.iq1m_mul_mat_id(ptr(w), 2, ROWS, K, ptr(x), 1, None, 1, ptr(out), opts()),
     "one token, expert id too large": lambda: lib.iq1m_mul_mat_id(ptr(w), 2, ROWS, K, ptr(x), 1,
                                                                   ptr(np.array([[2]], np.int32)), 1, ptr(out), opts()),
+    "moe one row, null up": lambda: lib.iq1m_moe_up_gate(None, ptr(w), 2, 1, K, ptr(x), T, ptr(ids), 1, 0, ptr(out),
+                                                         opts()),
+    "moe one row, null gate": lambda: lib.iq1m_moe_up_gate(ptr(w), None, 2, 1, K, ptr(x), T, ptr(ids), 1, 0,
+                                                           ptr(out), opts()),
     # valid edge cases
     "threads at the limit": lambda: lib.iq1m_mul_mat(ptr(w), ROWS, K, ptr(x), T, ptr(out),
                                                      opts(n_threads=thread_limit())),
@@ -136,6 +160,10 @@ calls = {
     "dequantize after an error": lambda: after_an_error(lambda: lib.iq1m_dequantize_iq1_m(ptr(w), ptr(row), 256)),
     "prepack after an error": lambda: after_an_error(lambda: lib.iq1m_prepack(ptr(w), ROWS, K, ptr(pp))),
     "activation after an error": lambda: after_an_error(lambda: lib.iq1m_activation(0, ptr(x), ptr(out), 4)),
+    "moe after an error": lambda: after_an_error(lambda: lib.iq1m_moe_up_gate(ptr(w), ptr(w), 2, ROWS, K, ptr(x), T,
+                                                                              ptr(ids), 1, 0, ptr(out), opts())),
+    "moe zero rows, null weights and out": lambda: lib.iq1m_moe_up_gate(None, None, 2, 0, K, ptr(x), T, ptr(ids), 1, 0,
+                                                                        None, opts()),
     "mul_mat after an error": lambda: after_an_error(lambda: lib.iq1m_mul_mat(ptr(w), ROWS, K, ptr(x), T, ptr(out),
                                                                                opts())),
     "zero tokens, null x and out": lambda: lib.iq1m_mul_mat(ptr(w), ROWS, K, None, 0, None, opts()),
