@@ -26,7 +26,8 @@ them would have failed the same test at the same example.
 Mutants listed in kernels/mutants-equivalent.txt (id and a reason) are skipped.
 The score is killed / (killed + survived); the report lists every survivor with its diff.
 Results are appended to OUT/results.jsonl as they come: `--resume` skips mutants already
-there (a whole-population run takes hours; see docs/performance.md):
+there, except survivors, which run again against the tests as they are now (or count as
+equivalent once listed); a whole-population run takes hours (see docs/performance.md):
 
     iq1m-harness mutate --jobs 2 --out .iq1m/mutation-full [--resume]
 """
@@ -284,6 +285,22 @@ def select_mutants(files: list[str] | None, sample: int | None, seed: int, ids: 
     return mutants
 
 
+def results_to_keep(log_path: Path) -> dict[str, MutantResult]:
+    """The results of results.jsonl a resumed run keeps, by id: the last one of each mutant,
+    except survivors (the tests may have changed since: they run again)."""
+    done: dict[str, MutantResult] = {}
+    for line in log_path.read_text().splitlines():
+        try:
+            r = MutantResult(**json.loads(line))
+        except (ValueError, TypeError):
+            continue  # a line cut by a kill
+        if r.status == "survived":
+            done.pop(r.mid, None)
+        else:
+            done[r.mid] = r
+    return done
+
+
 def run_mutation(out: Path, *, files=None, sample=None, seed=0, jobs=1, minutes=None, min_score=0.95,
                  tests=DEFAULT_TESTS, timeout=900.0, ids=None, stream=sys.stderr, resume=False, replay=True) -> int:
     mutants = select_mutants(files, sample, seed, ids)
@@ -294,12 +311,7 @@ def run_mutation(out: Path, *, files=None, sample=None, seed=0, jobs=1, minutes=
     log_path = out / "results.jsonl"
     done: dict[str, MutantResult] = {}
     if resume and log_path.exists():
-        for line in log_path.read_text().splitlines():
-            try:
-                r = MutantResult(**json.loads(line))
-            except (ValueError, TypeError):
-                continue  # a line cut by a kill
-            done[r.mid] = r
+        done = results_to_keep(log_path)
     elif log_path.exists():
         log_path.unlink()
     cmake, compiler = find_cmake(), find_compiler()

@@ -69,3 +69,20 @@ def test_equivalent_list_format(tmp_path):
     path = tmp_path / "eq.txt"
     path.write_text("# comment\nabc123 fault block only\n\ndef456 dead store\n")
     assert load_equivalent(path) == {"abc123": "fault block only", "def456": "dead store"}
+
+
+def test_a_resumed_run_keeps_results_but_runs_survivors_again(tmp_path):
+    import json
+    from dataclasses import asdict
+
+    from harness.mutate import MutantResult, results_to_keep
+
+    def line(mid, status):
+        return json.dumps(asdict(MutantResult(mid, "src/k.c", 1, "arith", status, 1.0, "diff")))
+
+    log = tmp_path / "results.jsonl"
+    log.write_text("\n".join([line("a", "killed"), line("b", "survived"), line("c", "killed"), line("c", "survived"),
+                              line("d", "survived"), line("d", "killed"), line("e", "equivalent-binary"),
+                              line("f", "killed")[:30]]) + "\n")
+    kept = results_to_keep(log)
+    assert {mid: r.status for mid, r in kept.items()} == {"a": "killed", "d": "killed", "e": "equivalent-binary"}
