@@ -201,6 +201,9 @@ class Corpus:
                     return True, f"recorded case {i} ({case.op}): {first}"
                 except RuntimeError as exc:  # the worker's harness error on this library
                     return True, f"recorded case {i} ({case.op}): worker error {str(exc).splitlines()[-1][:200]}"
+                except _UsageError as exc:  # the case ran on the unmutated library: the mutant refuses it
+                    # (a dispatch mutant that reports no scalar ISA, say)
+                    return True, f"recorded case {i} ({case.op}): refused: {str(exc).splitlines()[0][:200]}"
             return False, ""
         finally:
             runner.close()
