@@ -145,6 +145,8 @@ calls = {
     "one token, null ids": lambda: lib.iq1m_mul_mat_id(ptr(w), 2, ROWS, K, ptr(x), 1, None, 1, ptr(out), opts()),
     "one token, expert id too large": lambda: lib.iq1m_mul_mat_id(ptr(w), 2, ROWS, K, ptr(x), 1,
                                                                   ptr(np.array([[2]], np.int32)), 1, ptr(out), opts()),
+    "moe expert id too large": lambda: lib.iq1m_moe_up_gate(ptr(w), ptr(w), 2, ROWS, K, ptr(x), T,
+                                                            ptr(np.array([[0], [2]], np.int32)), 1, 0, ptr(out), opts()),
     "moe one row, null up": lambda: lib.iq1m_moe_up_gate(None, ptr(w), 2, 1, K, ptr(x), T, ptr(ids), 1, 0, ptr(out),
                                                          opts()),
     "moe one row, null gate": lambda: lib.iq1m_moe_up_gate(ptr(w), None, 2, 1, K, ptr(x), T, ptr(ids), 1, 0,

@@ -45,6 +45,7 @@ EXPECTED = {
     "moe unknown act": (INVALID, "activation 7"),
     "moe null gate": (NULL, "gate"),
     "moe null up": (NULL, "up"),
+    "moe expert id too large": (EXPERT_ID, "ids[1][0] = 2"),
     "moe one row, null up": (NULL, "up weights are NULL"),
     "moe one row, null gate": (NULL, "gate weights are NULL"),
     "moe nan activation": (NONFINITE, "x[1][7]"),
