@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 import random
 import resource
@@ -362,7 +363,8 @@ def run_mutation(out: Path, *, files=None, sample=None, seed=0, jobs=1, minutes=
         t.start()
     for t in threads:
         t.join()
-    report = summarise(results, len(mutants), time.monotonic() - start, min_score)
+    report = summarise(results, len(mutants), time.monotonic() - start, min_score,
+                       population=len(all_mutants(KERNELS_DIR, files)) if sample is not None else None)
     atomic_write_bytes(out / "mutation-report.json", json.dumps(report, indent=2).encode())
     atomic_write_bytes(out / "mutation-report.md", markdown(report).encode())
     print(f"mutation score {report['score']:.3f} ({report['killed']} killed / {report['scored']} scored; "
@@ -374,7 +376,19 @@ def run_mutation(out: Path, *, files=None, sample=None, seed=0, jobs=1, minutes=
     return 0 if report["score"] >= min_score else 1
 
 
-def summarise(results: list[MutantResult], selected: int, elapsed: float, min_score: float) -> dict:
+def wilson_interval(killed: int, scored: int, z: float = 1.96) -> list[float]:
+    """The 95% Wilson interval of the population's score when the scored mutants are a
+    uniform random sample of it (--sample); a whole-population run's score is exact."""
+    if not scored:
+        return [0.0, 1.0]
+    p = killed / scored
+    centre = (p + z * z / (2 * scored)) / (1 + z * z / scored)
+    half = z * math.sqrt(p * (1 - p) / scored + z * z / (4 * scored * scored)) / (1 + z * z / scored)
+    return [round(max(0.0, centre - half), 4), round(min(1.0, centre + half), 4)]
+
+
+def summarise(results: list[MutantResult], selected: int, elapsed: float, min_score: float,
+              population: int | None = None) -> dict:
     by_status: dict[str, int] = {}
     for r in results:
         by_status[r.status] = by_status.get(r.status, 0) + 1
@@ -382,9 +396,10 @@ def summarise(results: list[MutantResult], selected: int, elapsed: float, min_sc
     scored = killed + by_status.get("survived", 0)
     kill_times = sorted(r.seconds for r in results if r.status == "killed")
     return {
-        "selected": selected, "run": len(results), "not_run": selected - len(results), "elapsed_s": round(elapsed, 1),
+        "selected": selected, "population": population or selected, "run": len(results), "not_run": selected - len(results), "elapsed_s": round(elapsed, 1),
         "by_status": by_status, "killed": killed, "scored": scored,
         "score": killed / scored if scored else 1.0, "min_score": min_score,
+        "score_interval_95": wilson_interval(killed, scored),
         "median_kill_s": kill_times[len(kill_times) // 2] if kill_times else None,
         "survivors": [asdict(r) for r in results if r.status == "survived"],
         "results": [asdict(r) for r in results],
@@ -397,6 +412,9 @@ def markdown(r: dict) -> str:
              + (f" ({r['not_run']} not run: time budget)" if r["not_run"] else ""),
              f"- status: " + ", ".join(f"{k} {v}" for k, v in sorted(r["by_status"].items())),
              f"- **score {r['score']:.3f}** ({r['killed']} killed of {r['scored']} scored; target {r['min_score']})",
+             (f"- a random sample of {r['population']} mutants (`--sample`): the whole population's score lies "
+              f"in [{r['score_interval_95'][0]:.3f}, {r['score_interval_95'][1]:.3f}] with 95% confidence"
+              if r["population"] > r["selected"] else ""),
              f"- median time to kill: {r['median_kill_s']:.1f} s" if r["median_kill_s"] is not None else "", ""]
     if r["survivors"]:
         lines += ["## Survivors", ""]

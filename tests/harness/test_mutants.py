@@ -86,3 +86,13 @@ def test_a_resumed_run_keeps_results_but_runs_survivors_again(tmp_path):
                               line("f", "killed")[:30]]) + "\n")
     kept = results_to_keep(log)
     assert {mid: r.status for mid, r in kept.items()} == {"a": "killed", "d": "killed", "e": "equivalent-binary"}
+
+
+def test_the_score_interval_of_a_sample_holds_the_score_and_narrows_with_size():
+    from harness.mutate import wilson_interval
+
+    lo, hi = wilson_interval(95, 100)
+    assert lo < 0.95 < hi and 0.88 < lo and hi < 0.98
+    lo4, hi4 = wilson_interval(380, 400)
+    assert lo < lo4 < 0.95 < hi4 < hi
+    assert wilson_interval(10, 10)[1] == 1.0 and wilson_interval(0, 0) == [0.0, 1.0]
