@@ -78,6 +78,19 @@ def _make_id(file: str, line_text: str, occurrence: int, col: int, replacement: 
     return h.hexdigest()[:10]
 
 
+_COMMENT_OR_LITERAL = re.compile(r"""//[^\n]*|/\*.*?\*/|"(?:\\.|[^"\\\n])*"|'(?:\\.|[^'\\\n])*'""", re.DOTALL)
+
+
+def _blank_comments(text: str) -> str:
+    """text with every comment's characters but its newlines replaced by spaces (columns and
+    line numbers kept), so a comment that starts after code and ends on a later line is
+    not mistaken for code."""
+    def blank(m):
+        s = m.group()
+        return s if s[0] in "\"'" else re.sub(r"[^\n]", " ", s)
+    return _COMMENT_OR_LITERAL.sub(blank, text)
+
+
 def _tokens(line: str):
     for m in _TOKEN.finditer(line):
         kind = m.lastgroup
@@ -113,6 +126,7 @@ def find_mutants(path: Path, rel: str, types: set[str] = frozenset()) -> list[Mu
     seen_lines: dict[str, int] = {}
     in_block_comment = False
     unobservable = False
+    code_lines = _blank_comments(text).split("\n")
     for lineno, line in enumerate(text.split("\n"), start=1):
         stripped = line.strip()
         occurrence = seen_lines.get(stripped, 0)
@@ -135,7 +149,7 @@ def find_mutants(path: Path, rel: str, types: set[str] = frozenset()) -> list[Mu
             continue
         if stripped.startswith("*"):
             continue  # continuation of a block comment
-        toks = [t for t in _tokens(line) if t[0] != "comment"]
+        toks = list(_tokens(code_lines[lineno - 1]))
 
         def add(col, original, replacement, op):
             out.append(Mutant(rel, lineno, col, original, replacement, op,

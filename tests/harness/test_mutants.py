@@ -96,3 +96,14 @@ def test_the_score_interval_of_a_sample_holds_the_score_and_narrows_with_size():
     lo4, hi4 = wilson_interval(380, 400)
     assert lo < lo4 < 0.95 < hi4 < hi
     assert wilson_interval(10, 10)[1] == 1.0 and wilson_interval(0, 0) == [0.0, 1.0]
+
+
+def test_a_comment_that_starts_after_code_and_ends_on_a_later_line_is_not_code(tmp_path):
+    text = ("int f(int a) {\n"
+            "    int b = a + 1; /* b: a + 1, or a - 1\n"
+            "                      << 16 when a > 2 */\n"
+            "    return b * 2;\n"
+            "}\n")
+    sites = {(m.line, m.original) for m in _mutants(tmp_path, text)}
+    assert (2, "+") in sites and (2, "1") in sites and (4, "*") in sites and (4, "2") in sites
+    assert not {s for s in sites if s[0] == 3} and (2, "-") not in sites
