@@ -86,6 +86,14 @@ KILL_CHAIN = (
 )
 
 
+def fresh_copy(src: Path, dst: Path) -> None:
+    """Copy the kernel sources with new modification times. The build trees are kept between
+    runs, and a run stopped by a signal leaves its last mutant compiled into them: copies
+    with the originals' (older) times would not be rebuilt, and every mutant after would run
+    on top of that one."""
+    shutil.copytree(src, dst, ignore=shutil.ignore_patterns("build*", "__pycache__"), copy_function=shutil.copy)
+
+
 class Workspace:
     """A private copy of kernels/ with one incremental CMake build per kill-chain variant."""
 
@@ -94,7 +102,7 @@ class Workspace:
         self.src = root / "kernels"
         if self.src.exists():
             shutil.rmtree(self.src)
-        shutil.copytree(KERNELS_DIR, self.src, ignore=shutil.ignore_patterns("build*", "__pycache__"))
+        fresh_copy(KERNELS_DIR, self.src)
         self.cmake = cmake
         self.baseline: dict[str, str] = {}
         for name, options in KILL_CHAIN:

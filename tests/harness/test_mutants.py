@@ -107,3 +107,18 @@ def test_a_comment_that_starts_after_code_and_ends_on_a_later_line_is_not_code(t
     sites = {(m.line, m.original) for m in _mutants(tmp_path, text)}
     assert (2, "+") in sites and (2, "1") in sites and (4, "*") in sites and (4, "2") in sites
     assert not {s for s in sites if s[0] == 3} and (2, "-") not in sites
+
+
+def test_a_workspace_copy_is_newer_than_any_build_of_a_stopped_run(tmp_path):
+    import os
+    import time
+
+    from harness.mutate import fresh_copy
+
+    src = tmp_path / "kernels"
+    (src / "src").mkdir(parents=True)
+    (src / "src" / "ops.c").write_text("int x;\n")
+    os.utime(src / "src" / "ops.c", (1e9, 1e9))  # the checkout's time, older than any object
+    object_of_the_stopped_run = time.time() - 1
+    fresh_copy(src, tmp_path / "ws" / "kernels")
+    assert (tmp_path / "ws" / "kernels" / "src" / "ops.c").stat().st_mtime > object_of_the_stopped_run
