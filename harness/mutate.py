@@ -12,7 +12,8 @@ copy, the library rebuilt incrementally (one translation unit and the link), and
   regression tests check (replayed from a record, below), the library's white-box C tests
   (`iq1m_ukernel_test`, one rep: every table entry and SIMD repack against the scalar
   definition, shapes the Python suite does not reach; `iq1m_schedule_test`: the split of
-  rows between threads), then its other tests in a separate pytest process
+  rows between threads; `iq1m_smoke`: the API on hand-checked cases, where the sanitized
+  build also reports leaks), then its other tests in a separate pytest process
   (`--iq1m-variant prebuilt:LIB`); any failure, crash or hang kills it.
 
 The record: the mutation profile is derandomized, and what Hypothesis draws does not depend
@@ -219,7 +220,9 @@ class Corpus:
             shutil.rmtree(work, ignore_errors=True)
 
 
-WHITEBOX_TESTS = ("iq1m_ukernel_test", "iq1m_schedule_test")
+# smoke: the public API against values it computes itself, with leak detection in the
+# address+undefined build (the Python worker cannot have it: the interpreter leaks by design)
+WHITEBOX_TESTS = ("iq1m_ukernel_test", "iq1m_schedule_test", "iq1m_smoke")
 WHITEBOX_TEST_TIMEOUT = 60.0  # CPU seconds; one ukernel rep takes about 1 s, 15 s under address+undefined
 # Hang limits, wide enough for a host shared with other work (2 cores here, often at load 10,
 # where everything takes ~10x its time): a mutant counts as hung only when it is, not when
@@ -243,6 +246,7 @@ def _run_whitebox_tests(ws: Workspace, variant: str, timeout: float) -> tuple[bo
             continue
         try:
             t = subprocess.run([str(exe), "1"], capture_output=True, text=True, timeout=10 * limit,
+                               env=dict(os.environ, ASAN_OPTIONS="detect_leaks=1:halt_on_error=1"),
                                preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_CPU, (int(limit), int(limit) + 5)))
         except subprocess.TimeoutExpired:
             return True, f"{name} exceeded {10 * limit:.0f} s (hang)"
