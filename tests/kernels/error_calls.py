@@ -162,6 +162,8 @@ calls = {
     "dequantize after an error": lambda: after_an_error(lambda: lib.iq1m_dequantize_iq1_m(ptr(w), ptr(row), 256)),
     "prepack after an error": lambda: after_an_error(lambda: lib.iq1m_prepack(ptr(w), ROWS, K, ptr(pp))),
     "activation after an error": lambda: after_an_error(lambda: lib.iq1m_activation(0, ptr(x), ptr(out), 4)),
+    "mul_mat_id after an error": lambda: after_an_error(lambda: lib.iq1m_mul_mat_id(ptr(w), 2, ROWS, K, ptr(x), T,
+                                                                                    ptr(ids), 1, ptr(out), opts())),
     "moe after an error": lambda: after_an_error(lambda: lib.iq1m_moe_up_gate(ptr(w), ptr(w), 2, ROWS, K, ptr(x), T,
                                                                               ptr(ids), 1, 0, ptr(out), opts())),
     "moe zero rows, null weights and out": lambda: lib.iq1m_moe_up_gate(None, None, 2, 0, K, ptr(x), T, ptr(ids), 1, 0,

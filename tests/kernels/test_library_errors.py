@@ -89,6 +89,7 @@ EXPECTED = {
     "prepack after an error": (OK, ""),
     "activation after an error": (OK, ""),
     "mul_mat after an error": (OK, ""),
+    "mul_mat_id after an error": (OK, ""),
     "moe after an error": (OK, ""),
     "moe zero rows, null weights and out": (OK, ""),
     "zero tokens, null x and out": (OK, ""),
