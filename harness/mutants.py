@@ -124,7 +124,6 @@ def find_mutants(path: Path, rel: str, types: set[str] = frozenset()) -> list[Mu
     text = path.read_text()
     out: list[Mutant] = []
     seen_lines: dict[str, int] = {}
-    in_block_comment = False
     unobservable = False
     code_lines = _blank_comments(text).split("\n")
     for lineno, line in enumerate(text.split("\n"), start=1):
@@ -133,22 +132,13 @@ def find_mutants(path: Path, rel: str, types: set[str] = frozenset()) -> list[Mu
         seen_lines[stripped] = occurrence + 1
         if MUTATE_OFF in line or MUTATE_ON in line:
             unobservable = MUTATE_OFF in line
-            in_block_comment = stripped.startswith("/*") and "*/" not in stripped
             continue
         if unobservable:
-            continue
-        if in_block_comment:
-            if "*/" not in line:
-                continue
-            in_block_comment = False
-            continue
-        if stripped.startswith("/*") and "*/" not in stripped:
-            in_block_comment = True
             continue
         if stripped.startswith("#") and not stripped.startswith("#define"):
             continue
         if stripped.startswith("*"):
-            continue  # continuation of a block comment
+            continue  # once taken for a block comment's continuation; kept so the population stays the same
         toks = list(_tokens(code_lines[lineno - 1]))
 
         def add(col, original, replacement, op):
