@@ -408,7 +408,8 @@ def summarise(results: list[MutantResult], selected: int, elapsed: float, min_sc
     scored = killed + by_status.get("survived", 0)
     kill_times = sorted(r.seconds for r in results if r.status == "killed")
     return {
-        "selected": selected, "population": population or selected, "run": len(results), "not_run": selected - len(results), "elapsed_s": round(elapsed, 1),
+        "selected": selected, "population": population or selected, "run": len(results),
+        "not_run": selected - len(results), "elapsed_s": round(elapsed, 1),
         "by_status": by_status, "killed": killed, "scored": scored,
         "score": killed / scored if scored else 1.0, "min_score": min_score,
         "score_interval_95": wilson_interval(killed, scored),

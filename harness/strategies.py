@@ -526,6 +526,13 @@ def _small_gemm_case(draw, op: str, isas, threads, max_rows, max_tokens, routing
 ACT_INPUT_KINDS = ("normal", "wide", "bit patterns", "exp edges", "specials", "rounding edges", "mixed")
 
 
+def rounding_edge_inputs(act: str) -> np.ndarray:
+    """float32 inputs of `act` whose result lies next to a float32 rounding midpoint or whose
+    rounding a last polynomial term decides (harness/act_edges.py)."""
+    terms = [bits for name, bits in ACT_TERM_EDGES.items() if name.startswith(act + " ")]
+    return np.array(sum(terms, ACT_EDGES[act]), dtype=np.uint32).view(np.float32)
+
+
 def activation_inputs(kind: str, rng: np.random.Generator, n: int, act: str = "silu") -> np.ndarray:
     """float32 [n] inputs of the activation functions: normal values at any scale, any
     finite value, any bit pattern (NaN payloads, infinities, subnormals), the edges of
@@ -534,8 +541,7 @@ def activation_inputs(kind: str, rng: np.random.Generator, n: int, act: str = "s
     (harness/act_edges.py: any deviation from the contract's binary64 sequence flips them),
     or all of them mixed."""
     if kind == "rounding edges":
-        terms = [bits for name, bits in ACT_TERM_EDGES.items() if name.startswith(act + " ")]
-        edges = np.array(sum(terms, ACT_EDGES[act]), dtype=np.uint32).view(np.float32)
+        edges = rounding_edge_inputs(act)
         return edges[rng.integers(0, len(edges), n)] if n else np.zeros(0, np.float32)
     if kind == "normal":
         x = rng.standard_normal(n) * np.exp2(rng.uniform(-4, 6))

@@ -10,7 +10,6 @@ import pytest
 
 import reference
 from harness import strategies as hs
-from harness.act_edges import EDGES as ACT_EDGES, TERM_EDGES as ACT_TERM_EDGES
 from harness.compare import bits_equal
 from harness.targets import sanitizer_environment
 
@@ -32,10 +31,8 @@ def _activation_rows(rng):
 
 
 def _activation_ties():
-    """Inputs whose result lies next to a float32 rounding midpoint, or whose rounding a last
-    polynomial term decides (both functions' tables)."""
-    return np.array(sum(ACT_TERM_EDGES.values(), ACT_EDGES["silu"] + ACT_EDGES["gelu"]),
-                    dtype=np.uint32).view(np.float32)
+    """Both functions' rounding edges (harness/act_edges.py)."""
+    return np.concatenate([hs.rounding_edge_inputs(act) for act in ("silu", "gelu")])
 
 
 def _activation_inputs(rng):
