@@ -65,7 +65,6 @@ static void resolve_direct(iq1m_direct_ukernel_fn fn[], int fn_nc[],
 static void resolve(iq1m_kernels *k, int32_t isa, const iq1m_ukernel_table *t) {
     const iq1m_ukernel_table *s = &iq1m_ukernels_scalar;
     k->isa = isa;
-    k->name = t->name;
     resolve_direct(k->direct, k->direct_nc, t->direct, s->direct);
     resolve_direct(k->direct_prepacked, k->direct_prepacked_nc, t->direct_prepacked,
                    s->direct_prepacked);

@@ -11,7 +11,6 @@
  * scalar dot product" (direct kernels compiled out). */
 typedef struct {
     int32_t isa;
-    const char *name;
     iq1m_direct_ukernel_fn direct[IQ1M_MAX_NC + 1];
     int direct_nc[IQ1M_MAX_NC + 1];
     iq1m_packed_ukernel_fn packed[IQ1M_MAX_NC + 1];
