@@ -351,8 +351,9 @@ def run_mutation(out: Path, *, files=None, sample=None, seed=0, jobs=1, minutes=
                     return
                 m = queue.pop(0)
             if m.mid in equivalent:
+                # the workspace's copy: the checkout may be edited while a run of hours goes on
                 r = MutantResult(m.mid, m.file, m.line, m.operator, "equivalent-listed", 0.0,
-                                 m.diff((KERNELS_DIR / m.file).read_text()), equivalent[m.mid])
+                                 m.diff((ws.src / m.file).read_text()), equivalent[m.mid])
             else:
                 try:
                     r = run_one(ws, m, list(tests), timeout, lib_dir, corpus)
