@@ -1,10 +1,13 @@
 """The library's C ABI alone (ctypes), for the tests whose checks need a process of their
-own (fork_child.py, thread_start_child.py): one small mul_mat case and a call of it."""
+own (fork_child.py, thread_start_child.py, alloc_fail_child.py): small mul_mat and MoE
+cases and calls of them."""
 import ctypes
 
 import numpy as np
 
 import reference
+
+IQ1M_ACT_SILU = 0
 
 
 class Options(ctypes.Structure):  # iq1m_options (tests/kernels/test_header_constants.py checks it)
@@ -13,38 +16,89 @@ class Options(ctypes.Structure):  # iq1m_options (tests/kernels/test_header_cons
 
 def load(path: str) -> ctypes.CDLL:
     lib = ctypes.CDLL(path)
-    p, i64 = ctypes.c_void_p, ctypes.c_int64
-    lib.iq1m_mul_mat.argtypes = [p, i64, i64, p, i64, p, ctypes.POINTER(Options)]
-    lib.iq1m_default_options.argtypes = [ctypes.POINTER(Options)]
+    p, i64, i32 = ctypes.c_void_p, ctypes.c_int64, ctypes.c_int32
+    opt = ctypes.POINTER(Options)
+    lib.iq1m_mul_mat.argtypes = [p, i64, i64, p, i64, p, opt]
+    lib.iq1m_mul_mat_id.argtypes = [p, i64, i64, i64, p, i64, p, i64, p, opt]
+    lib.iq1m_moe_up_gate.argtypes = [p, p, i64, i64, i64, p, i64, p, i64, i32, p, opt]
+    lib.iq1m_default_options.argtypes = [opt]
     lib.iq1m_last_error.restype = ctypes.c_char_p
     return lib
 
 
-class SmallMulMat:
-    """64 rows x K = 512, 9 tokens: 4 panels, so 4 threads all have rows."""
+def options(lib: ctypes.CDLL, n_threads: int, fused: int = 1) -> Options:
+    opt = Options()
+    lib.iq1m_default_options(ctypes.byref(opt))
+    opt.n_threads, opt.fused = n_threads, fused
+    return opt
 
-    def __init__(self, lib: ctypes.CDLL, seed: int = 3):
-        rng = np.random.default_rng(seed)
-        self.lib, self.rows, self.k, self.n_tokens = lib, 64, 512, 9
-        n = self.rows * self.k // reference.QK_K
-        self.w = reference.encode_fields(reference.IQ1MFields(
-            grid_index=rng.integers(0, 2048, (n, 32), dtype=np.uint16), delta_negative=rng.random((n, 32)) < 0.5,
-            scale=rng.integers(0, 8, (n, 16), dtype=np.uint8),
-            d_bits=np.full(n, 0x2c00, np.uint16))).reshape(self.rows, -1)
-        self.x = rng.standard_normal((self.n_tokens, self.k)).astype(np.float32)
+
+def random_iq1m_rows(rng: np.random.Generator, rows: int, k: int) -> np.ndarray:
+    """rows x k weights as IQ1_M bytes, with random fields and a small finite super-scale."""
+    n = rows * k // reference.QK_K
+    return reference.encode_fields(reference.IQ1MFields(
+        grid_index=rng.integers(0, 2048, (n, 32), dtype=np.uint16), delta_negative=rng.random((n, 32)) < 0.5,
+        scale=rng.integers(0, 8, (n, 16), dtype=np.uint8),
+        d_bits=np.full(n, 0x2c00, np.uint16))).reshape(rows, -1)
+
+
+class AbiCase:
+    """A call's status and its output, which starts as NaN so an element never written shows."""
+
+    def __init__(self, lib: ctypes.CDLL):
+        self.lib = lib
 
     def call(self, n_threads: int) -> tuple[int, np.ndarray]:
-        """(status, output) of iq1m_mul_mat with n_threads."""
-        opt = Options()
-        self.lib.iq1m_default_options(ctypes.byref(opt))
-        opt.n_threads = n_threads
-        out = np.zeros((self.n_tokens, self.rows), np.float32)
-        status = self.lib.iq1m_mul_mat(self.w.ctypes.data, self.rows, self.k, self.x.ctypes.data, self.n_tokens,
-                                       out.ctypes.data, ctypes.byref(opt))
-        return status, out
+        raise NotImplementedError
 
     def run(self, n_threads: int) -> np.ndarray:
         status, out = self.call(n_threads)
         if status != 0:
-            raise RuntimeError(f"iq1m_mul_mat returned {status}: {self.lib.iq1m_last_error().decode()}")
+            raise RuntimeError(f"{type(self).__name__} returned {status}: {self.lib.iq1m_last_error().decode()}")
         return out
+
+
+class SmallMulMat(AbiCase):
+    """64 rows x K = 512 (4 panels, so 4 threads all have rows); 9 tokens take the direct path,
+    32 or more the repacked one."""
+
+    def __init__(self, lib: ctypes.CDLL, n_tokens: int = 9, seed: int = 3):
+        super().__init__(lib)
+        rng = np.random.default_rng(seed)
+        self.rows, self.k, self.n_tokens = 64, 512, n_tokens
+        self.w = random_iq1m_rows(rng, self.rows, self.k)
+        self.x = rng.standard_normal((n_tokens, self.k)).astype(np.float32)
+
+    def call(self, n_threads: int) -> tuple[int, np.ndarray]:
+        out = np.full((self.n_tokens, self.rows), np.nan, np.float32)
+        status = self.lib.iq1m_mul_mat(self.w.ctypes.data, self.rows, self.k, self.x.ctypes.data, self.n_tokens,
+                                       out.ctypes.data, ctypes.byref(options(self.lib, n_threads)))
+        return status, out
+
+
+class SmallMoe(AbiCase):
+    """3 experts x 64 rows x K = 512, 40 tokens with top_k = 2: expert 0 has every token (the
+    repacked path), experts 1 and 2 fewer than 32 (the direct path), and some slots are unused.
+    op: "mul_mat_id", or "moe_up_gate" fused (fused=1) or not."""
+
+    def __init__(self, lib: ctypes.CDLL, op: str, fused: int = 1, seed: int = 5):
+        super().__init__(lib)
+        rng = np.random.default_rng(seed)
+        self.op, self.fused = op, fused
+        self.n_experts, self.rows, self.k, self.n_tokens, self.top_k = 3, 64, 512, 40, 2
+        self.w_up, self.w_gate = (random_iq1m_rows(rng, self.n_experts * self.rows, self.k) for _ in range(2))
+        self.x = rng.standard_normal((self.n_tokens, self.k)).astype(np.float32)
+        self.ids = np.stack([np.zeros(self.n_tokens, np.int32),
+                             rng.choice(np.array([1, 2, -1], np.int32), self.n_tokens)], axis=1)
+
+    def call(self, n_threads: int) -> tuple[int, np.ndarray]:
+        out = np.full((self.n_tokens, self.top_k, self.rows), np.nan, np.float32)
+        opt = ctypes.byref(options(self.lib, n_threads, self.fused))
+        shape = (self.n_experts, self.rows, self.k, self.x.ctypes.data, self.n_tokens, self.ids.ctypes.data,
+                 self.top_k)
+        if self.op == "mul_mat_id":
+            status = self.lib.iq1m_mul_mat_id(self.w_up.ctypes.data, *shape, out.ctypes.data, opt)
+        else:
+            status = self.lib.iq1m_moe_up_gate(self.w_up.ctypes.data, self.w_gate.ctypes.data, *shape,
+                                               IQ1M_ACT_SILU, out.ctypes.data, opt)
+        return status, out
