@@ -40,7 +40,6 @@ import hashlib
 import json
 import math
 import os
-import random
 import resource
 import shutil
 import signal
@@ -300,9 +299,18 @@ def select_mutants(files: list[str] | None, sample: int | None, seed: int, ids: 
         return [m for m in mutants if m.mid in set(ids)]
     if files and not mutants:
         raise UsageError(f"no mutation sites in {files}; files are paths under kernels/src, e.g. ops.c")
-    if sample is not None and sample < len(mutants):
-        mutants = random.Random(seed).sample(mutants, sample)
+    if sample is not None:
+        mutants = choose_sample(mutants, sample, seed)
     return mutants
+
+
+def choose_sample(mutants: list[Mutant], size: int, seed: int) -> list[Mutant]:
+    """A uniform random sample of `size`, in the population's order. Each mutant's rank is a
+    hash of the seed and its own id, so a fixed sample (CI's) keeps its members when code
+    elsewhere gains or loses mutants."""
+    ranked = sorted(mutants, key=lambda m: hashlib.sha256(f"{seed}:{m.mid}".encode()).digest())
+    chosen = {m.mid for m in ranked[:size]}
+    return [m for m in mutants if m.mid in chosen]
 
 
 def results_to_keep(log_path: Path) -> dict[str, MutantResult]:

@@ -122,3 +122,20 @@ def test_a_workspace_copy_is_newer_than_any_build_of_a_stopped_run(tmp_path):
     object_of_the_stopped_run = time.time() - 1
     fresh_copy(src, tmp_path / "ws" / "kernels")
     assert (tmp_path / "ws" / "kernels" / "src" / "ops.c").stat().st_mtime > object_of_the_stopped_run
+
+
+def test_a_fixed_sample_keeps_its_members_when_other_code_changes():
+    from harness.build import KERNELS_DIR
+    from harness.mutate import choose_sample
+
+    mutants = all_mutants(KERNELS_DIR)
+    sample = choose_sample(mutants, 24, seed=2026)
+    assert len(sample) == 24 and len({m.mid for m in sample}) == 24
+    assert [m.mid for m in sample] == [m.mid for m in mutants if m in sample]  # the population's order
+    outside = next(m for m in mutants if m not in sample)
+    fewer = choose_sample([m for m in mutants if m is not outside], 24, seed=2026)
+    assert [m.mid for m in fewer] == [m.mid for m in sample]  # a mutant gone elsewhere changes nothing
+    other_seed = choose_sample(mutants, 24, seed=2027)
+    assert {m.mid for m in other_seed} != {m.mid for m in sample}
+    files = {m.file for m in choose_sample(mutants, 400, seed=21)}
+    assert len(files) > len({m.file for m in mutants}) // 2  # drawn across the files, not from one end
