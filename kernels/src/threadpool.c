@@ -60,6 +60,7 @@ static void *worker_main(void *p) {
     for (;;) {
         if (!g_shutdown && g_generation == seen) { /* spin briefly before sleeping */
             pthread_mutex_unlock(&g_lock);
+            /* mutate: off (a spin: timing only, the wait that follows is under the lock) */
             const int iters = atomic_load_explicit(&g_spin_iters, memory_order_relaxed);
             for (int i = 0; i < iters; ++i) {
                 if (atomic_load_explicit(&g_generation_hint, memory_order_acquire) != seen ||
@@ -67,6 +68,7 @@ static void *worker_main(void *p) {
                     break;
                 cpu_relax();
             }
+            /* mutate: on */
             pthread_mutex_lock(&g_lock);
         }
         while (!g_shutdown && g_generation == seen) pthread_cond_wait(&g_wake, &g_lock);
@@ -125,12 +127,14 @@ int iq1m_pool_run(int nth, iq1m_task_fn fn, void *arg) {
     g_job_nth = nth;
     g_pending = nth - 1;
     atomic_store_explicit(&g_pending_hint, g_pending, memory_order_release);
+    /* mutate: off (the spins' length: timing only) */
     { /* spinning only pays when every thread has a CPU of its own */
         static long ncpu;
         if (!ncpu) ncpu = sysconf(_SC_NPROCESSORS_ONLN);
         atomic_store_explicit(&g_spin_iters, ncpu > 0 && nth <= ncpu ? IQ1M_SPIN_ITERS : 0,
                               memory_order_relaxed);
     }
+    /* mutate: on */
     ++g_generation;
     atomic_store_explicit(&g_generation_hint, g_generation, memory_order_release);
     pthread_cond_broadcast(&g_wake);
@@ -138,11 +142,13 @@ int iq1m_pool_run(int nth, iq1m_task_fn fn, void *arg) {
 
     fn(arg, 0, nth);
 
+    /* mutate: off (a spin: timing only, the wait that follows is under the lock) */
     const int iters = atomic_load_explicit(&g_spin_iters, memory_order_relaxed);
     for (int i = 0; i < iters; ++i) { /* spin briefly before sleeping */
         if (atomic_load_explicit(&g_pending_hint, memory_order_acquire) == 0) break;
         cpu_relax();
     }
+    /* mutate: on */
     pthread_mutex_lock(&g_lock);
     while (g_pending > 0) pthread_cond_wait(&g_done, &g_lock);
     g_job_fn = NULL;
