@@ -16,22 +16,23 @@ static uint64_t xgetbv0(void) {
     return ((uint64_t)edx << 32) | eax;
 }
 
+/* Every feature bit is read from CPUID itself (not libgcc's __builtin_cpu_supports, which
+   caches what it read before main), so a test can fake any CPU by trapping CPUID. */
 static uint32_t detect(void) {
     uint32_t mask = 1u << IQ1M_ISA_SCALAR;
     unsigned a, b, c, d;
     if (!__get_cpuid(1, &a, &b, &c, &d)) return mask;
     const int osxsave = (c >> 27) & 1;
     if (!osxsave) return mask;
+    const int avx_fma_f16c = ((c >> 28) & 1) && ((c >> 12) & 1) && ((c >> 29) & 1);
     const uint64_t xcr0 = xgetbv0();
     const int os_avx = (xcr0 & 0x6) == 0x6;
     const int os_avx512 = (xcr0 & 0xe6) == 0xe6;
-    __builtin_cpu_init();
-    const int avx2 = os_avx && __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") &&
-                     ((c >> 29) & 1) /* F16C */;
+    if (!__get_cpuid_count(7, 0, &a, &b, &c, &d)) return mask;
+    const int avx2 = os_avx && avx_fma_f16c && ((b >> 5) & 1);
     if (avx2) mask |= 1u << IQ1M_ISA_AVX2;
-    if (avx2 && os_avx512 && __builtin_cpu_supports("avx512f") &&
-        __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512vl") &&
-        __builtin_cpu_supports("avx512dq") && __builtin_cpu_supports("avx512vnni"))
+    const unsigned avx512_f_dq_bw_vl = 1u << 16 | 1u << 17 | 1u << 30 | 1u << 31; /* leaf 7 EBX */
+    if (avx2 && os_avx512 && (b & avx512_f_dq_bw_vl) == avx512_f_dq_bw_vl && ((c >> 11) & 1) /* VNNI */)
         mask |= 1u << IQ1M_ISA_AVX512VNNI;
     return mask;
 }
