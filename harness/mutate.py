@@ -313,20 +313,49 @@ def choose_sample(mutants: list[Mutant], size: int, seed: int) -> list[Mutant]:
     return [m for m in mutants if m.mid in chosen]
 
 
-def results_to_keep(log_path: Path) -> dict[str, MutantResult]:
-    """The results of results.jsonl a resumed run keeps, by id: the last one of each mutant,
-    except survivors (the tests may have changed since: they run again)."""
-    done: dict[str, MutantResult] = {}
+def last_results(log_path: Path) -> dict[str, MutantResult]:
+    """The last result of each mutant in results.jsonl, by id."""
+    last: dict[str, MutantResult] = {}
     for line in log_path.read_text().splitlines():
         try:
             r = MutantResult(**json.loads(line))
         except (ValueError, TypeError):
             continue  # a line cut by a kill
-        if r.status == "survived":
-            done.pop(r.mid, None)
-        else:
-            done[r.mid] = r
-    return done
+        last[r.mid] = r
+    return last
+
+
+def results_to_keep(log_path: Path) -> dict[str, MutantResult]:
+    """The results of results.jsonl a resumed run keeps, by id: the last one of each mutant,
+    except survivors (the tests may have changed since: they run again)."""
+    return {mid: r for mid, r in last_results(log_path).items() if r.status != "survived"}
+
+
+def report_only(out: Path, *, files=None, sample=None, seed=0, ids=None, min_score=0.95, stream=sys.stderr) -> int:
+    """Where a long run stands: the report of OUT/results.jsonl over the mutants selected now,
+    with the equivalence list as it is now; nothing is built or run. A survivor stays one
+    until a run tests it again."""
+    log_path = out / "results.jsonl"
+    if not log_path.exists():
+        raise UsageError(f"{log_path} does not exist: --report-only reads the results of an earlier run in --out")
+    mutants = select_mutants(files, sample, seed, ids)
+    equivalent = load_equivalent(EQUIVALENT_LIST)
+    last = last_results(log_path)
+    results = []
+    for m in mutants:
+        if m.mid in equivalent:
+            results.append(MutantResult(m.mid, m.file, m.line, m.operator, "equivalent-listed", 0.0,
+                                        m.diff((KERNELS_DIR / m.file).read_text()), equivalent[m.mid]))
+        elif m.mid in last:
+            results.append(last[m.mid])
+    report = summarise(results, len(mutants), sum(r.seconds for r in results), min_score,
+                       population=len(all_mutants(KERNELS_DIR, files)) if sample is not None else None)
+    atomic_write_bytes(out / "mutation-report.json", json.dumps(report, indent=2).encode())
+    atomic_write_bytes(out / "mutation-report.md", markdown(report).encode())
+    print(f"mutation score so far {report['score']:.3f} ({report['killed']} killed / {report['scored']} scored; "
+          f"{len(report['survivors'])} survivor(s); {report['not_run']} of {len(mutants)} not run yet); "
+          f"report: {out / 'mutation-report.md'}", file=stream)
+    return 0 if report["score"] >= min_score and not report["not_run"] else 1
 
 
 def run_mutation(out: Path, *, files=None, sample=None, seed=0, jobs=1, minutes=None, min_score=0.95,
@@ -435,7 +464,7 @@ def summarise(results: list[MutantResult], selected: int, elapsed: float, min_sc
 def markdown(r: dict) -> str:
     lines = ["# Mutation testing report", "",
              f"- {r['run']} of {r['selected']} selected mutants run in {r['elapsed_s']} s"
-             + (f" ({r['not_run']} not run: time budget)" if r["not_run"] else ""),
+             + (f" ({r['not_run']} not run yet: time budget, or a run still to resume)" if r["not_run"] else ""),
              f"- status: " + ", ".join(f"{k} {v}" for k, v in sorted(r["by_status"].items())),
              f"- **score {r['score']:.3f}** ({r['killed']} killed of {r['scored']} scored; target {r['min_score']})",
              (f"- a random sample of {r['population']} mutants (`--sample`): the whole population's score lies "
@@ -463,6 +492,9 @@ def add_arguments(p) -> None:
     p.add_argument("--list", action="store_true", help="only list the selected mutants with their ids and diffs")
     p.add_argument("--resume", action="store_true",
                    help="keep the results of mutants OUT/results.jsonl already has (a long run that was stopped)")
+    p.add_argument("--report-only", action="store_true",
+                   help="build and run nothing: write the report of the results OUT/results.jsonl has so far "
+                        "(where a long, resumed run stands), with the current equivalence list")
     p.add_argument("--no-replay", action="store_true",
                    help="run the whole suite in pytest for every mutant instead of replaying the recorded cases")
 
@@ -476,6 +508,9 @@ def run_from_args(args) -> int:
         for m in select_mutants(files, args.sample, args.seed, ids):
             print(f"{m.mid} {m.operator}\n{m.diff((KERNELS_DIR / m.file).read_text())}\n")
         return 0
+    if args.report_only:
+        return report_only(args.out, files=files, sample=args.sample, seed=args.seed, ids=ids,
+                           min_score=args.min_score)
     return run_mutation(args.out, files=files, sample=args.sample, seed=args.seed, jobs=args.jobs,
                         minutes=args.minutes, min_score=args.min_score, timeout=args.timeout, ids=ids,
                         resume=args.resume, replay=not args.no_replay)

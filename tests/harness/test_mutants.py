@@ -139,3 +139,25 @@ def test_a_fixed_sample_keeps_its_members_when_other_code_changes():
     assert {m.mid for m in other_seed} != {m.mid for m in sample}
     files = {m.file for m in choose_sample(mutants, 400, seed=21)}
     assert len(files) > len({m.file for m in mutants}) // 2  # drawn across the files, not from one end
+
+
+def test_report_only_tells_where_a_long_run_stands_without_running_anything(tmp_path):
+    import json
+    from dataclasses import asdict
+
+    from harness.build import KERNELS_DIR
+    from harness.mutate import MutantResult, report_only
+
+    mutants = all_mutants(KERNELS_DIR, ["src/api.c"])
+    listed = load_equivalent(KERNELS_DIR / "mutants-equivalent.txt")
+    unlisted = [m for m in mutants if m.mid not in listed]
+    killed, survivor, never_run = unlisted[0], unlisted[1], unlisted[2:]
+    lines = [json.dumps(asdict(MutantResult(m.mid, m.file, m.line, m.operator, status, 1.0, "diff")))
+             for m, status in ((killed, "survived"), (killed, "killed"), (survivor, "survived"))]
+    (tmp_path / "results.jsonl").write_text("\n".join(lines) + "\n" + lines[0][:20])  # and a line cut by a kill
+    assert report_only(tmp_path, files=["src/api.c"]) == 1  # not all run yet
+    report = json.loads((tmp_path / "mutation-report.json").read_text())
+    assert report["by_status"]["killed"] == 1 and [s["mid"] for s in report["survivors"]] == [survivor.mid]
+    assert report["not_run"] == len(never_run) and report["selected"] == len(mutants)
+    assert report["by_status"].get("equivalent-listed", 0) == len(mutants) - len(unlisted)
+    assert "not run yet" in (tmp_path / "mutation-report.md").read_text()
