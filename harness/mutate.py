@@ -30,9 +30,10 @@ Mutants listed in kernels/mutants-equivalent.txt (id and a reason) are skipped.
 The score is killed / (killed + survived); the report lists every survivor with its diff.
 Results are appended to OUT/results.jsonl as they come: `--resume` skips mutants already
 there, except survivors, which run again against the tests as they are now (or count as
-equivalent once listed); a whole-population run takes hours (see docs/performance.md):
+equivalent once listed); a whole-population run takes hours (see docs/performance.md), and
+`--report-only` reports where it stands without running anything:
 
-    iq1m-harness mutate --jobs 2 --out .iq1m/mutation-full [--resume]
+    iq1m-harness mutate --jobs 2 --out .iq1m/mutation-full [--resume | --report-only]
 """
 from __future__ import annotations
 
