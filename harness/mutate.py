@@ -11,12 +11,13 @@ copy, the library rebuilt incrementally (one translation unit and the link), and
   kills the same mutants sooner), fail-fast, in three parts: the cases its property and
   regression tests check (replayed from a record, below), the library's white-box C
   tests (`iq1m_ukernel_test`, one rep: every table entry and SIMD repack against the
-  scalar definition, shapes the Python suite does not reach; `iq1m_schedule_test`: the
-  split of rows between threads; `iq1m_dispatch_test`: each ISA's resolved kernel set;
-  `iq1m_isa_detect_test`: the detection on faked CPUs; `iq1m_smoke`: the API on
-  hand-checked cases, where the sanitized build also reports leaks), then its other tests in
-  a separate pytest process (`--iq1m-variant prebuilt:LIB`); any failure, crash or hang
-  kills it.
+  scalar definition, shapes the Python suite does not reach; `iq1m_tile_test`: the loop
+  nests' split of columns into kernel calls, with partial kernel sets too;
+  `iq1m_schedule_test`: the split of rows between threads; `iq1m_dispatch_test`: each
+  ISA's resolved kernel set; `iq1m_isa_detect_test`: the detection on faked CPUs;
+  `iq1m_smoke`: the API on hand-checked cases, where the sanitized build also reports
+  leaks), then its other tests in a separate pytest process (`--iq1m-variant
+  prebuilt:LIB`); any failure, crash or hang kills it.
 
 The record: the mutation profile is derandomized, and what Hypothesis draws does not depend
 on the library (only on the test and its seed, until a test fails), so the cases the
@@ -225,8 +226,8 @@ class Corpus:
 
 # smoke: the public API against values it computes itself, with leak detection in the
 # address+undefined build (the Python worker cannot have it: the interpreter leaks by design)
-WHITEBOX_TESTS = ("iq1m_ukernel_test", "iq1m_schedule_test", "iq1m_dispatch_test", "iq1m_isa_detect_test",
-                  "iq1m_smoke")
+WHITEBOX_TESTS = ("iq1m_ukernel_test", "iq1m_tile_test", "iq1m_schedule_test", "iq1m_dispatch_test",
+                  "iq1m_isa_detect_test", "iq1m_smoke")
 WHITEBOX_TEST_TIMEOUT = 60.0  # CPU seconds; one ukernel rep takes about 1 s, 15 s under address+undefined
 # Hang limits, wide enough for a host shared with other work (2 cores here, often at load 10,
 # where everything takes ~10x its time): a mutant counts as hung only when it is, not when

@@ -1,9 +1,10 @@
 """The kernel library's own C tests, run by ctest on each build variant: the smoke test
 (hand-computed cases, every ISA, thread count and threshold, the error paths), the
-micro-kernel test (every table entry against the scalar definition), the thread schedule
-test, the dispatch test (each ISA's resolved kernel set) and the ISA detection on faked
-CPUs, clean under the address+undefined and thread sanitizers; the activation accuracy
-check; and builds free of compiler warnings (-Wall -Wextra)."""
+micro-kernel test (every table entry against the scalar definition), the tile test (the
+loop nests' split of columns into kernel calls), the thread schedule test, the dispatch
+test (each ISA's resolved kernel set) and the ISA detection on faked CPUs, clean under
+the address+undefined and thread sanitizers; the activation accuracy check; and builds
+free of compiler warnings (-Wall -Wextra)."""
 import os
 import subprocess
 
