@@ -2,7 +2,8 @@
 For each case and n = 1, 2, ...: a forked child fails the library's n-th allocation in a
 4-thread call, then calls again with nothing failing. The first call must return either
 IQ1M_OK with the second call's bits (NaN-filled outputs, so an element left unwritten
-shows) or IQ1M_ERR_NOMEM with a message about memory; the second must succeed. Ends when
+shows) or IQ1M_ERR_NOMEM with a message about memory, and leave none of the library's blocks
+allocated (a leak on the error path); the second must succeed. Ends when
 a call makes fewer than n allocations. Exit status 0: every case held and each failed at
 least one allocation (so the shim works); 1: a failure, printed."""
 import ctypes
@@ -21,6 +22,7 @@ NOT_REACHED = 10  # a child's exit status: the call made fewer than n allocation
 shim = ctypes.CDLL(sys.argv[2])
 shim.alloc_fail_arm.argtypes = [ctypes.c_size_t, ctypes.c_size_t, ctypes.c_long]
 shim.alloc_fail_count.restype = ctypes.c_long
+shim.alloc_fail_live.restype = ctypes.c_long
 lib = load(sys.argv[1])
 library = os.path.realpath(sys.argv[1])
 with open("/proc/self/maps") as f:
@@ -40,13 +42,17 @@ def child(case, n: int) -> int:
     signal.alarm(30)
     shim.alloc_fail_arm(lo, hi, n)
     status, out = case.call(N_THREADS)
-    made = shim.alloc_fail_count()
+    made, live = shim.alloc_fail_count(), shim.alloc_fail_live()
     shim.alloc_fail_disarm()
     message = lib.iq1m_last_error().decode()
     again, want = case.call(N_THREADS)
     if again != 0:
         print(f"  after the failed allocation {n}, a call with nothing failing returns {again}: "
               f"{lib.iq1m_last_error().decode()}")
+        return 1
+    if live != 0:
+        print(f"  allocation {n} failed, the call returned {status}, and left "
+              + (f"{live} block(s) of the library allocated (a leak)" if live > 0 else "too many blocks to track"))
         return 1
     if made < n:
         return NOT_REACHED if status == 0 and np.array_equal(out.view(np.uint32), want.view(np.uint32)) else 1
