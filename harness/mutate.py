@@ -334,10 +334,12 @@ def results_to_keep(log_path: Path) -> dict[str, MutantResult]:
     return {mid: r for mid, r in last_results(log_path).items() if r.status != "survived"}
 
 
-def report_only(out: Path, *, files=None, sample=None, seed=0, ids=None, min_score=0.95, stream=sys.stderr) -> int:
+def report_only(out: Path, *, files=None, sample=None, seed=0, ids=None, min_score=0.95, stream=None) -> int:
     """Where a long run stands: the report of OUT/results.jsonl over the mutants selected now,
     with the equivalence list as it is now; nothing is built or run. A survivor stays one
-    until a run tests it again."""
+    until a run tests it again. stream: where the summary line goes (sys.stderr as it is at
+    the call, not at import: pytest swaps it)."""
+    stream = stream or sys.stderr
     log_path = out / "results.jsonl"
     if not log_path.exists():
         raise UsageError(f"{log_path} does not exist: --report-only reads the results of an earlier run in --out")
