@@ -39,7 +39,7 @@ class LibraryError(Exception):
         super().__init__(f"iq1m status {code}: {message}")
 
 
-class _COptions(ctypes.Structure):
+class COptions(ctypes.Structure):
     _fields_ = [("n_threads", ctypes.c_int32), ("isa", ctypes.c_int32),
                 ("repack_threshold", ctypes.c_int32), ("fused", ctypes.c_int32),
                 ("prepacked", ctypes.c_int32)]
@@ -81,11 +81,11 @@ class Library:
             "iq1m_dequantize_iq1_m": (ctypes.c_int, [_p, _p, _i64]),
             "iq1m_activation": (ctypes.c_int, [_i32, _p, _p, _i64]),
             "iq1m_prepack": (ctypes.c_int, [_p, _i64, _i64, _p]),
-            "iq1m_mul_mat": (ctypes.c_int, [_p, _i64, _i64, _p, _i64, _p, ctypes.POINTER(_COptions)]),
+            "iq1m_mul_mat": (ctypes.c_int, [_p, _i64, _i64, _p, _i64, _p, ctypes.POINTER(COptions)]),
             "iq1m_mul_mat_id": (ctypes.c_int, [_p, _i64, _i64, _i64, _p, _i64, _p, _i64, _p,
-                                               ctypes.POINTER(_COptions)]),
+                                               ctypes.POINTER(COptions)]),
             "iq1m_moe_up_gate": (ctypes.c_int, [_p, _p, _i64, _i64, _i64, _p, _i64, _p, _i64, _i32, _p,
-                                                ctypes.POINTER(_COptions)]),
+                                                ctypes.POINTER(COptions)]),
         }
         for name, (restype, argtypes) in sig.items():
             fn = getattr(lib, name)
@@ -127,8 +127,8 @@ class Library:
         fused), with `changes` applied (e.g. n_threads=2, prepacked=True). The harness's
         KernelOptions() default to the 32-token baseline threshold instead."""
         fn = self.lib.iq1m_default_options
-        fn.restype, fn.argtypes = None, [ctypes.POINTER(_COptions)]
-        c = _COptions()
+        fn.restype, fn.argtypes = None, [ctypes.POINTER(COptions)]
+        c = COptions()
         fn(ctypes.byref(c))
         return dataclasses.replace(KernelOptions(c.n_threads, ISA_BY_VALUE[c.isa], c.repack_threshold, bool(c.fused),
                                                  bool(c.prepacked)), **changes)
@@ -161,10 +161,10 @@ class Library:
             raise LibraryError(status, self.lib.iq1m_last_error().decode(errors="replace"))
 
     @staticmethod
-    def _options(opt: KernelOptions) -> _COptions:
+    def _options(opt: KernelOptions) -> COptions:
         if opt.isa not in ISA_NAMES:
             raise ValueError(f"unknown isa {opt.isa!r}")
-        return _COptions(opt.n_threads, ISA_NAMES[opt.isa], opt.repack_threshold, int(opt.fused),
+        return COptions(opt.n_threads, ISA_NAMES[opt.isa], opt.repack_threshold, int(opt.fused),
                          int(opt.prepacked))
 
     def _weights(self, w: np.ndarray, k: int, opt: KernelOptions) -> np.ndarray:

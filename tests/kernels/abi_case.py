@@ -1,45 +1,28 @@
-"""The library's C ABI alone (ctypes), for the tests whose checks need a process of their
+"""The library's C ABI called directly (ctypes), for the tests whose checks need a process of their
 own (fork_child.py, thread_start_child.py, alloc_fail_child.py): small mul_mat and MoE
 cases and calls of them."""
 import ctypes
 
 import numpy as np
 
-import reference
+from harness.strategies import random_weights
+from harness.targets.libiq1m import COptions, Library
 
 IQ1M_ACT_SILU = 0
 
 
-class Options(ctypes.Structure):  # iq1m_options (tests/kernels/test_header_constants.py checks it)
-    _fields_ = [(name, ctypes.c_int32) for name in ("n_threads", "isa", "repack_threshold", "fused", "prepacked")]
-
-
 def load(path: str) -> ctypes.CDLL:
-    lib = ctypes.CDLL(path)
-    p, i64, i32 = ctypes.c_void_p, ctypes.c_int64, ctypes.c_int32
-    opt = ctypes.POINTER(Options)
-    lib.iq1m_mul_mat.argtypes = [p, i64, i64, p, i64, p, opt]
-    lib.iq1m_mul_mat_id.argtypes = [p, i64, i64, i64, p, i64, p, i64, p, opt]
-    lib.iq1m_moe_up_gate.argtypes = [p, p, i64, i64, i64, p, i64, p, i64, i32, p, opt]
-    lib.iq1m_default_options.argtypes = [opt]
-    lib.iq1m_last_error.restype = ctypes.c_char_p
-    return lib
+    """The raw CDLL, its functions typed by the harness's binding; the calls here go to it
+    directly, so a status comes back as it is and an output array is the one passed in."""
+    return Library(path).lib
 
 
-def options(lib: ctypes.CDLL, n_threads: int, fused: int = 1) -> Options:
-    opt = Options()
+def options(lib: ctypes.CDLL, n_threads: int, fused: int = 1) -> COptions:
+    opt = COptions()
+    lib.iq1m_default_options.argtypes = [ctypes.POINTER(COptions)]
     lib.iq1m_default_options(ctypes.byref(opt))
     opt.n_threads, opt.fused = n_threads, fused
     return opt
-
-
-def random_iq1m_rows(rng: np.random.Generator, rows: int, k: int) -> np.ndarray:
-    """rows x k weights as IQ1_M bytes, with random fields and a small finite super-scale."""
-    n = rows * k // reference.QK_K
-    return reference.encode_fields(reference.IQ1MFields(
-        grid_index=rng.integers(0, 2048, (n, 32), dtype=np.uint16), delta_negative=rng.random((n, 32)) < 0.5,
-        scale=rng.integers(0, 8, (n, 16), dtype=np.uint8),
-        d_bits=np.full(n, 0x2c00, np.uint16))).reshape(rows, -1)
 
 
 class AbiCase:
@@ -66,7 +49,7 @@ class SmallMulMat(AbiCase):
         super().__init__(lib)
         rng = np.random.default_rng(seed)
         self.rows, self.k, self.n_tokens = 64, 512, n_tokens
-        self.w = random_iq1m_rows(rng, self.rows, self.k)
+        self.w = random_weights(rng, (self.rows,), self.k)
         self.x = rng.standard_normal((n_tokens, self.k)).astype(np.float32)
 
     def call(self, n_threads: int) -> tuple[int, np.ndarray]:
@@ -86,7 +69,7 @@ class SmallMoe(AbiCase):
         rng = np.random.default_rng(seed)
         self.op, self.fused = op, fused
         self.n_experts, self.rows, self.k, self.n_tokens, self.top_k = 3, 64, 512, 40, 2
-        self.w_up, self.w_gate = (random_iq1m_rows(rng, self.n_experts * self.rows, self.k) for _ in range(2))
+        self.w_up, self.w_gate = (random_weights(rng, (self.n_experts * self.rows,), self.k) for _ in range(2))
         self.x = rng.standard_normal((self.n_tokens, self.k)).astype(np.float32)
         self.ids = np.stack([np.zeros(self.n_tokens, np.int32),
                              rng.choice(np.array([1, 2, -1], np.int32), self.n_tokens)], axis=1)

@@ -8,7 +8,7 @@ import sys
 
 import numpy as np
 
-from harness.targets.libiq1m import Library, _COptions
+from harness.targets.libiq1m import Library, COptions
 
 lib = Library(sys.argv[1]).lib
 P = ctypes.c_void_p
@@ -19,7 +19,7 @@ def ptr(a):
 
 
 def opts(n_threads=1, isa=0, threshold=32, fused=1, prepacked=0):
-    return ctypes.byref(_COptions(n_threads, isa, threshold, fused, prepacked))
+    return ctypes.byref(COptions(n_threads, isa, threshold, fused, prepacked))
 
 
 K, ROWS, T = 256, 3, 2

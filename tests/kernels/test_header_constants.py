@@ -87,7 +87,7 @@ def test_q8k_struct_matches_its_size():
 
 def test_options_struct_field_order_and_types():
     c_fields = _struct_fields("iq1m_options")
-    py_fields = binding._COptions._fields_
+    py_fields = binding.COptions._fields_
     assert [name for _, name in c_fields] == [name for name, _ in py_fields]
     ctypes_of = {"int32_t": ctypes.c_int32, "uint32_t": ctypes.c_uint32, "int64_t": ctypes.c_int64}
     assert [ctypes_of[ctype] for ctype, _ in c_fields] == [t for _, t in py_fields]
