@@ -60,7 +60,8 @@ from .runner import Runner
 
 EQUIVALENT_LIST = KERNELS_DIR / "mutants-equivalent.txt"
 DEFAULT_TESTS = ("tests/kernels/test_isa_detection.py", "tests/kernels/test_fork.py",
-                 "tests/kernels/test_thread_start.py", "tests/kernels/test_allocation_failure.py",
+                 "tests/kernels/test_thread_start.py", "tests/kernels/test_lock_discipline.py",
+                 "tests/kernels/test_allocation_failure.py",
                  "tests/kernels/test_large_batch.py",
                  "tests/kernels/test_library_errors.py",
                  "tests/kernels/test_conversions.py", "tests/kernels/test_path_selection.py",

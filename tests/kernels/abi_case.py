@@ -2,6 +2,7 @@
 own (fork_child.py, thread_start_child.py, alloc_fail_child.py): small mul_mat and MoE
 cases and calls of them."""
 import ctypes
+import os
 
 import numpy as np
 
@@ -15,6 +16,15 @@ def load(path: str) -> ctypes.CDLL:
     """The raw CDLL, its functions typed by the harness's binding; the calls here go to it
     directly, so a status comes back as it is and an output array is the one passed in."""
     return Library(path).lib
+
+
+def library_span(path: str) -> tuple[int, int]:
+    """[lo, hi): the addresses the library at `path` is mapped at in this process, to tell a
+    preloaded shim which callers are the library's."""
+    library = os.path.realpath(path)
+    with open("/proc/self/maps") as f:
+        spans = [[int(a, 16) for a in line.split()[0].split("-")] for line in f if line.rstrip().endswith(library)]
+    return min(s[0] for s in spans), max(s[1] for s in spans)
 
 
 def options(lib: ctypes.CDLL, n_threads: int, fused: int = 1) -> COptions:

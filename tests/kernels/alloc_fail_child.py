@@ -13,7 +13,7 @@ import sys
 
 import numpy as np
 
-from abi_case import SmallMoe, SmallMulMat, load
+from abi_case import SmallMoe, SmallMulMat, library_span, load
 
 IQ1M_ERR_NOMEM = 7
 N_THREADS = 4
@@ -24,10 +24,7 @@ shim.alloc_fail_arm.argtypes = [ctypes.c_size_t, ctypes.c_size_t, ctypes.c_long]
 shim.alloc_fail_count.restype = ctypes.c_long
 shim.alloc_fail_live.restype = ctypes.c_long
 lib = load(sys.argv[1])
-library = os.path.realpath(sys.argv[1])
-with open("/proc/self/maps") as f:
-    spans = [[int(a, 16) for a in line.split()[0].split("-")] for line in f if line.rstrip().endswith(library)]
-lo, hi = min(s[0] for s in spans), max(s[1] for s in spans)
+lo, hi = library_span(sys.argv[1])
 
 CASES = {
     "mul_mat, 9 tokens (direct)": SmallMulMat(lib, 9),

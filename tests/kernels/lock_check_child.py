@@ -1,0 +1,58 @@
+"""Run by test_lock_discipline.py with lock_check_shim.so preloaded, on the C ABI alone.
+Calls that grow the thread pool step by step (2, 4, 8, 16 threads) and reuse it, in every op
+and on both paths, with the shim checking each of the library's mutex operations: no thread
+may unlock a mutex it does not hold or lock one it already holds, and no call may return
+with a mutex of the library still held by the caller. Each call must also give the
+single-threaded bits. Exit status 0: all held, and the shim saw the library's operations
+(so it is preloaded); 1: a violation or a differing output, printed."""
+import ctypes
+import signal
+import sys
+
+import numpy as np
+
+from abi_case import SmallMoe, SmallMulMat, library_span, load
+
+KINDS = {1: "a mutex unlocked by a thread that does not hold it", 2: "a mutex locked by the thread that holds it",
+         3: "more mutexes than the shim can track"}
+
+shim = ctypes.CDLL(sys.argv[2])
+shim.lock_check_arm.argtypes = [ctypes.c_size_t, ctypes.c_size_t]
+shim.lock_check_checked.restype = shim.lock_check_violations.restype = ctypes.c_long
+shim.lock_check_held_by_me.restype = ctypes.c_long
+shim.lock_check_first_caller.restype = ctypes.c_size_t
+lib = load(sys.argv[1])
+lo, hi = library_span(sys.argv[1])
+
+CASES = {
+    "mul_mat, 9 tokens (direct)": SmallMulMat(lib, 9),
+    "mul_mat, 40 tokens (repacked)": SmallMulMat(lib, 40),
+    "mul_mat_id": SmallMoe(lib, "mul_mat_id"),
+    "moe_up_gate fused": SmallMoe(lib, "moe_up_gate", fused=1),
+    "moe_up_gate unfused": SmallMoe(lib, "moe_up_gate", fused=0),
+}
+
+signal.alarm(120)
+single = {name: case.run(1) for name, case in CASES.items()}
+shim.lock_check_arm(lo, hi)
+failures = []
+for n_threads in (2, 4, 8, 16, 4):
+    for name, case in CASES.items():
+        out = case.run(n_threads)
+        where = f"{name}, {n_threads} threads"
+        if not np.array_equal(out.view(np.uint32), single[name].view(np.uint32)):
+            failures.append(f"{where}: other bits than 1 thread")
+        if shim.lock_check_held_by_me():
+            failures.append(f"{where}: the call returned holding {shim.lock_check_held_by_me()} of the library's mutexes")
+        violations = shim.lock_check_violations()
+        if violations:
+            failures.append(f"{where}: {violations} violation(s), the first {KINDS[shim.lock_check_first_kind()]} "
+                            f"(caller at library offset {shim.lock_check_first_caller() - lo:#x})")
+        if failures:
+            break
+    if failures:
+        break
+if not failures and shim.lock_check_checked() == 0:
+    failures.append("the shim saw no mutex operation of the library: is it preloaded?")
+print("\n".join(failures) or f"ok: {shim.lock_check_checked()} mutex operations checked")
+sys.exit(1 if failures else 0)
