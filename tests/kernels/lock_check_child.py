@@ -3,8 +3,10 @@ Calls that grow the thread pool step by step (2, 4, 8, 16 threads) and reuse it,
 and on both paths, with the shim checking each of the library's mutex operations: no thread
 may unlock a mutex it does not hold or lock one it already holds, and no call may return
 with a mutex of the library still held by the caller. Each call must also give the
-single-threaded bits. Exit status 0: all held, and the shim saw the library's operations
-(so it is preloaded); 1: a violation or a differing output, printed."""
+single-threaded bits. Last, the library is unloaded (dlclose), so its destructor stops the
+pool under the same checks. Exit status 0: all held, and the shim saw the library's
+operations (so it is preloaded); 1: a violation or a differing output, printed."""
+import _ctypes
 import ctypes
 import signal
 import sys
@@ -32,6 +34,14 @@ CASES = {
     "moe_up_gate unfused": SmallMoe(lib, "moe_up_gate", fused=0),
 }
 
+
+def violations(where: str) -> list[str]:
+    n = shim.lock_check_violations()
+    caller = shim.lock_check_first_caller()
+    at = f"library offset {caller - lo:#x}" if lo <= caller < hi else "outside the library: a tail call"
+    return [f"{where}: {n} violation(s), the first {KINDS[shim.lock_check_first_kind()]} (caller {at})"] if n else []
+
+
 signal.alarm(120)
 single = {name: case.run(1) for name, case in CASES.items()}
 shim.lock_check_arm(lo, hi)
@@ -44,15 +54,20 @@ for n_threads in (2, 4, 8, 16, 4):
             failures.append(f"{where}: other bits than 1 thread")
         if shim.lock_check_held_by_me():
             failures.append(f"{where}: the call returned holding {shim.lock_check_held_by_me()} of the library's mutexes")
-        violations = shim.lock_check_violations()
-        if violations:
-            failures.append(f"{where}: {violations} violation(s), the first {KINDS[shim.lock_check_first_kind()]} "
-                            f"(caller at library offset {shim.lock_check_first_caller() - lo:#x})")
+        failures += violations(where)
         if failures:
             break
     if failures:
         break
-if not failures and shim.lock_check_checked() == 0:
+total = shim.lock_check_checked()
+if not failures:
+    _ctypes.dlclose(lib._handle)  # nothing calls into the library after this
+    if shim.lock_check_checked() == total:
+        failures.append("unloading the library made no mutex operation: did its destructor run?")
+    failures += violations("unloading the library (its destructor stops the pool)")
+    total = shim.lock_check_checked()
+    shim.lock_check_arm(0, 0)  # the library's addresses are free for other mappings now
+if not failures and total == 0:
     failures.append("the shim saw no mutex operation of the library: is it preloaded?")
-print("\n".join(failures) or f"ok: {shim.lock_check_checked()} mutex operations checked")
+print("\n".join(failures) or f"ok: {total} mutex operations checked")
 sys.exit(1 if failures else 0)

@@ -1,11 +1,13 @@
 /* lock_check_shim.c: preloaded (LD_PRELOAD) by test_lock_discipline.py. Once armed, every
  * pthread mutex operation whose caller's return address lies in the library under test
  * ([lo, hi)) is checked against who holds the mutex: an unlock by a thread that does not
- * hold it, or a lock by a thread that already does, is a violation. The first violation's
- * kind and caller are kept for the report. A condition wait gives the mutex up while it
- * waits, as the real one does. Other callers (Python, numpy, the C runtime) pass through
- * unchecked. A violation rarely changes an output (the unlock of a mutex another thread
- * holds opens a race, not a crash), which is why the outputs alone cannot show it. */
+ * hold it, or a lock by a thread that already does, is a violation. A mutex so used is
+ * checked from then on whoever the caller seems to be (a tail call from the library shows
+ * its caller's return address). The first violation's kind and caller are kept for the
+ * report. A condition wait gives the mutex up while it waits, as the real one does. Other
+ * callers (Python, numpy, the C runtime) pass through unchecked. A violation rarely changes
+ * an output (the unlock of a mutex another thread holds opens a race, not a crash), which
+ * is why the outputs alone cannot show it. */
 #define _GNU_SOURCE
 #include <dlfcn.h>
 #include <pthread.h>
@@ -84,6 +86,21 @@ static int from_library(const void *caller) {
            a < atomic_load_explicit(&g_hi, memory_order_relaxed);
 }
 
+/* a mutex the library has used before, whoever calls now: the library's last call in a
+   function may be a tail call, whose return address is its caller's */
+static int known(pthread_mutex_t *m) {
+    if (!atomic_load_explicit(&g_hi, memory_order_relaxed)) return 0;
+    while (atomic_flag_test_and_set_explicit(&g_table_lock, memory_order_acquire)) {
+    }
+    int i = 0;
+    while (i < g_n_mutexes && g_table[i].mutex != m) ++i;
+    const int found = i < g_n_mutexes;
+    atomic_flag_clear_explicit(&g_table_lock, memory_order_release);
+    return found;
+}
+
+static int tracked(pthread_mutex_t *m, const void *caller) { return from_library(caller) || known(m); }
+
 static void violation(int kind, const void *caller) {
     if (atomic_fetch_add(&g_violations, 1) == 0) {
         atomic_store(&g_first_caller, (uintptr_t)caller);
@@ -128,7 +145,7 @@ int pthread_mutex_lock(pthread_mutex_t *m) {
     resolve();
     const void *caller = __builtin_return_address(0);
     const int rc = real_lock(m);
-    if (rc == 0 && from_library(caller)) record(m, TOOK, caller);
+    if (rc == 0 && tracked(m, caller)) record(m, TOOK, caller);
     return rc;
 }
 
@@ -136,7 +153,7 @@ int pthread_mutex_trylock(pthread_mutex_t *m) {
     resolve();
     const void *caller = __builtin_return_address(0);
     const int rc = real_trylock(m);
-    if (rc == 0 && from_library(caller)) record(m, TOOK, caller);
+    if (rc == 0 && tracked(m, caller)) record(m, TOOK, caller);
     return rc;
 }
 
@@ -144,14 +161,14 @@ int pthread_mutex_unlock(pthread_mutex_t *m) {
     resolve();
     const void *caller = __builtin_return_address(0);
     /* before the real unlock: once it is released, another thread may record taking it */
-    if (from_library(caller)) record(m, GAVE_UP, caller);
+    if (tracked(m, caller)) record(m, GAVE_UP, caller);
     return real_unlock(m);
 }
 
 int pthread_cond_wait(pthread_cond_t *c, pthread_mutex_t *m) {
     resolve();
     const void *caller = __builtin_return_address(0);
-    const int library = from_library(caller);
+    const int library = tracked(m, caller);
     if (library) record(m, GAVE_UP, caller);
     const int rc = real_wait(c, m);
     if (library) record(m, TOOK, caller);
@@ -161,7 +178,7 @@ int pthread_cond_wait(pthread_cond_t *c, pthread_mutex_t *m) {
 int pthread_cond_timedwait(pthread_cond_t *c, pthread_mutex_t *m, const struct timespec *t) {
     resolve();
     const void *caller = __builtin_return_address(0);
-    const int library = from_library(caller);
+    const int library = tracked(m, caller);
     if (library) record(m, GAVE_UP, caller);
     const int rc = real_timedwait(c, m, t);
     if (library) record(m, TOOK, caller);

@@ -1,6 +1,6 @@
 """The thread pool's locking is checked directly, not only through outputs: a preloaded shim
 watches every mutex operation the library makes while calls grow and reuse the pool, in
-every op and on both paths. An unlock of a mutex another thread holds opens a race that an
+every op and on both paths, and while unloading the library stops the pool. An unlock of a mutex another thread holds opens a race that an
 output shows only by chance; the shim shows it on every call that makes it."""
 import os
 import subprocess
