@@ -99,7 +99,13 @@ class Runner:
         `batch`: the same request also runs the first option set on the case reduced to one
         token (compare.batch_token; recorded in the saved case's info), after the runs; its
         outcome, or the death it met, is left in `self.last_batch` as (token, Outcome or
-        death), the death not raised: the case's own runs are judged first."""
+        death), the death not raised: the case's own runs are judged first.
+
+        A case whose info has `fresh_worker` runs first in a new worker process."""
+        if case.info.get("fresh_worker"):
+            # what the library keeps between calls (its scratch buffers, its thread pool)
+            # would hide what the case tests: it runs first in a new worker process
+            self.worker.close()
         case = self.target.adapt(case, self.hello)
         self.last_batch = None
         token = batch_token(case) if batch else None
