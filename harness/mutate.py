@@ -231,12 +231,57 @@ class Corpus:
 WHITEBOX_TESTS = ("iq1m_ukernel_test", "iq1m_tile_test", "iq1m_schedule_test", "iq1m_dispatch_test",
                   "iq1m_isa_detect_test", "iq1m_smoke")
 WHITEBOX_TEST_TIMEOUT = 60.0  # CPU seconds; one ukernel rep takes about 1 s, 15 s under address+undefined
+IDLE_LIMIT = 30.0  # wall seconds a white-box test may use no CPU at all before it counts as blocked
 # Hang limits, wide enough for a host shared with other work (2 cores here, often at load 10,
 # where everything takes ~10x its time): a mutant counts as hung only when it is, not when
 # the machine is busy. A kernel run's timeout starts at BASE_TIMEOUT seconds (plus its work);
-# a C test is stopped after WHITEBOX_TEST_TIMEOUT seconds of CPU or 10x that of wall time.
+# a C test is stopped after WHITEBOX_TEST_TIMEOUT seconds of CPU, 10x that of wall time, or
+# IDLE_LIMIT seconds without any CPU (blocked: a busy host slows a process, it does not stop it).
 BASE_TIMEOUT = 20.0
 REPLAY_LIMIT = 7200.0
+
+
+def _cpu_ticks(pid: int) -> int | None:
+    """User + system clock ticks of a process, all its threads; None once it is gone."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        return int(fields[11]) + int(fields[12])
+    except (OSError, IndexError, ValueError):
+        return None
+
+
+def _run_watched(cmd: list[str], wall_limit: float, **popen) -> subprocess.CompletedProcess | str:
+    """Run cmd to its end, or stop it and say why: past `wall_limit` seconds, or blocked
+    (no CPU time for IDLE_LIMIT seconds: a deadlock, which RLIMIT_CPU never ends and the
+    wall limit, generous for a busy machine, ends late)."""
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **popen)
+    out: dict[str, str] = {}
+    readers = [threading.Thread(target=lambda k=k, f=f: out.__setitem__(k, f.read()), daemon=True)
+               for k, f in (("stdout", proc.stdout), ("stderr", proc.stderr))]
+    for r in readers:
+        r.start()
+    start = last_progress = time.monotonic()
+    ticks = _cpu_ticks(proc.pid)
+    why = ""
+    while proc.poll() is None:
+        time.sleep(0.5)
+        now, t = time.monotonic(), _cpu_ticks(proc.pid)
+        if t is not None and t != ticks:
+            ticks, last_progress = t, now
+        if now - start > wall_limit:
+            why = f"exceeded {wall_limit:.0f} s"
+        elif now - last_progress > IDLE_LIMIT:
+            why = f"used no CPU for {IDLE_LIMIT:.0f} s"
+        if why:
+            proc.kill()
+            break
+    proc.wait()
+    for r in readers:
+        r.join()
+    if why:
+        return why
+    return subprocess.CompletedProcess(cmd, proc.returncode, out.get("stdout", ""), out.get("stderr", ""))
 
 
 def _run_whitebox_tests(ws: Workspace, variant: str, timeout: float) -> tuple[bool, str]:
@@ -251,12 +296,10 @@ def _run_whitebox_tests(ws: Workspace, variant: str, timeout: float) -> tuple[bo
         exe = next((f for f in build.rglob(name) if f.is_file()), None)
         if p.returncode != 0 or exe is None:
             continue
-        try:
-            t = subprocess.run([str(exe), "1"], capture_output=True, text=True, timeout=10 * limit,
-                               env=dict(os.environ, ASAN_OPTIONS="detect_leaks=1:halt_on_error=1"),
-                               preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_CPU, (int(limit), int(limit) + 5)))
-        except subprocess.TimeoutExpired:
-            return True, f"{name} exceeded {10 * limit:.0f} s (hang)"
+        t = _run_watched([str(exe), "1"], 10 * limit, env=dict(os.environ, ASAN_OPTIONS="detect_leaks=1:halt_on_error=1"),
+                         preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_CPU, (int(limit), int(limit) + 5)))
+        if isinstance(t, str):
+            return True, f"{name} {t} (hang)"
         if t.returncode in (-signal.SIGXCPU, -signal.SIGKILL):
             return True, f"{name} exceeded {limit:.0f} CPU seconds (hang)"
         if t.returncode != 0:

@@ -161,3 +161,21 @@ def test_report_only_tells_where_a_long_run_stands_without_running_anything(tmp_
     assert report["not_run"] == len(never_run) and report["selected"] == len(mutants)
     assert report["by_status"].get("equivalent-listed", 0) == len(mutants) - len(unlisted)
     assert "not run yet" in (tmp_path / "mutation-report.md").read_text()
+
+
+def test_a_white_box_test_is_stopped_when_blocked_or_past_its_wall_limit(monkeypatch):
+    """A deadlocked C test (a mutant's pool that never wakes) uses no CPU: it is stopped after
+    IDLE_LIMIT seconds, not after the wall limit; a busy one after the wall limit; one that
+    ends is returned with its output and status."""
+    import sys
+    import time
+
+    from harness import mutate
+
+    monkeypatch.setattr(mutate, "IDLE_LIMIT", 1.0)
+    t0 = time.monotonic()
+    assert mutate._run_watched(["sleep", "60"], 100) == "used no CPU for 1 s"
+    assert time.monotonic() - t0 < 10
+    assert mutate._run_watched([sys.executable, "-c", "while True: pass"], 2) == "exceeded 2 s"
+    done = mutate._run_watched([sys.executable, "-c", "import sys; print('out'); sys.exit(3)"], 60)
+    assert (done.returncode, done.stdout) == (3, "out\n")
