@@ -4,7 +4,7 @@ and on both paths, with the shim checking each of the library's mutex operations
 may unlock a mutex it does not hold or lock one it already holds, and no call may return
 with a mutex of the library still held by the caller. Each call must also give the
 single-threaded bits. Last, the library is unloaded (dlclose), so its destructor stops the
-pool under the same checks. Exit status 0: all held, and the shim saw the library's
+pool under the same checks, and must join each thread it started, once. Exit status 0: all held, and the shim saw the library's
 operations (so it is preloaded); 1: a violation or a differing output, printed."""
 import _ctypes
 import ctypes
@@ -16,12 +16,12 @@ import numpy as np
 from abi_case import SmallMoe, SmallMulMat, library_span, load
 
 KINDS = {1: "a mutex unlocked by a thread that does not hold it", 2: "a mutex locked by the thread that holds it",
-         3: "more mutexes than the shim can track"}
+         3: "more mutexes or threads than the shim can track", 4: "a join of a thread the library did not start"}
 
 shim = ctypes.CDLL(sys.argv[2])
 shim.lock_check_arm.argtypes = [ctypes.c_size_t, ctypes.c_size_t]
 shim.lock_check_checked.restype = shim.lock_check_violations.restype = ctypes.c_long
-shim.lock_check_held_by_me.restype = ctypes.c_long
+shim.lock_check_held_by_me.restype = shim.lock_check_unjoined.restype = ctypes.c_long
 shim.lock_check_first_caller.restype = ctypes.c_size_t
 lib = load(sys.argv[1])
 lo, hi = library_span(sys.argv[1])
@@ -65,6 +65,8 @@ if not failures:
     if shim.lock_check_checked() == total:
         failures.append("unloading the library made no mutex operation: did its destructor run?")
     failures += violations("unloading the library (its destructor stops the pool)")
+    if shim.lock_check_unjoined():
+        failures.append(f"unloading the library left {shim.lock_check_unjoined()} of its threads unjoined")
     total = shim.lock_check_checked()
     shim.lock_check_arm(0, 0)  # the library's addresses are free for other mappings now
 if not failures and total == 0:

@@ -4,12 +4,14 @@
  * hold it, or a lock by a thread that already does, is a violation. A mutex so used is
  * checked from then on whoever the caller seems to be (a tail call from the library shows
  * its caller's return address). The first violation's kind and caller are kept for the
- * report. A condition wait gives the mutex up while it waits, as the real one does. Other
+ * report. The threads the library starts are counted too: it may join only those, each
+ * once. A condition wait gives the mutex up while it waits, as the real one does. Other
  * callers (Python, numpy, the C runtime) pass through unchecked. A violation rarely changes
  * an output (the unlock of a mutex another thread holds opens a race, not a crash), which
  * is why the outputs alone cannot show it. */
 #define _GNU_SOURCE
 #include <dlfcn.h>
+#include <errno.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdint.h>
@@ -18,10 +20,14 @@
 typedef int (*mutex_fn)(pthread_mutex_t *);
 typedef int (*wait_fn)(pthread_cond_t *, pthread_mutex_t *);
 typedef int (*timedwait_fn)(pthread_cond_t *, pthread_mutex_t *, const struct timespec *);
+typedef int (*create_fn)(pthread_t *, const pthread_attr_t *, void *(*)(void *), void *);
+typedef int (*join_fn)(pthread_t, void **);
 
 static mutex_fn real_lock, real_trylock, real_unlock;
 static wait_fn real_wait;
 static timedwait_fn real_timedwait;
+static create_fn real_create;
+static join_fn real_join;
 
 static _Atomic uintptr_t g_lo, g_hi;
 
@@ -36,7 +42,16 @@ static int g_n_mutexes;
 static atomic_flag g_table_lock = ATOMIC_FLAG_INIT;
 
 static atomic_long g_checked, g_violations;
-static atomic_int g_first_kind; /* 0 none, 1 unlock not held, 2 relock, 3 table full */
+/* the threads the library started, and whether it joined them */
+enum { MAX_THREADS = 2048 };
+static struct {
+    pthread_t thread;
+    int joined;
+} g_threads[MAX_THREADS];
+static int g_n_threads;
+
+/* 0 none, 1 unlock not held, 2 relock, 3 table full, 4 join of a thread it did not start */
+static atomic_int g_first_kind;
 static _Atomic uintptr_t g_first_caller;
 
 static void resolve(void) {
@@ -47,6 +62,8 @@ static void resolve(void) {
     real_timedwait = (timedwait_fn)dlvsym(RTLD_NEXT, "pthread_cond_timedwait", "GLIBC_2.3.2");
     if (!real_wait) real_wait = (wait_fn)dlsym(RTLD_NEXT, "pthread_cond_wait");
     if (!real_timedwait) real_timedwait = (timedwait_fn)dlsym(RTLD_NEXT, "pthread_cond_timedwait");
+    real_create = (create_fn)dlsym(RTLD_NEXT, "pthread_create");
+    real_join = (join_fn)dlsym(RTLD_NEXT, "pthread_join");
     real_lock = (mutex_fn)dlsym(RTLD_NEXT, "pthread_mutex_lock");
 }
 
@@ -56,6 +73,7 @@ void lock_check_arm(uintptr_t lo, uintptr_t hi) {
     while (atomic_flag_test_and_set_explicit(&g_table_lock, memory_order_acquire)) {
     }
     g_n_mutexes = 0;
+    g_n_threads = 0;
     atomic_flag_clear_explicit(&g_table_lock, memory_order_release);
     atomic_store(&g_checked, 0);
     atomic_store(&g_violations, 0);
@@ -68,6 +86,16 @@ long lock_check_checked(void) { return atomic_load(&g_checked); }
 long lock_check_violations(void) { return atomic_load(&g_violations); }
 int lock_check_first_kind(void) { return atomic_load(&g_first_kind); }
 uintptr_t lock_check_first_caller(void) { return atomic_load(&g_first_caller); }
+
+/* the threads the library started since arming and has not joined */
+long lock_check_unjoined(void) {
+    long n = 0;
+    while (atomic_flag_test_and_set_explicit(&g_table_lock, memory_order_acquire)) {
+    }
+    for (int i = 0; i < g_n_threads; ++i) n += !g_threads[i].joined;
+    atomic_flag_clear_explicit(&g_table_lock, memory_order_release);
+    return n;
+}
 
 /* the library's mutexes the calling thread holds now */
 long lock_check_held_by_me(void) {
@@ -183,4 +211,43 @@ int pthread_cond_timedwait(pthread_cond_t *c, pthread_mutex_t *m, const struct t
     const int rc = real_timedwait(c, m, t);
     if (library) record(m, TOOK, caller);
     return rc;
+}
+
+int pthread_create(pthread_t *t, const pthread_attr_t *attr, void *(*fn)(void *), void *arg) {
+    resolve();
+    const void *caller = __builtin_return_address(0);
+    const int rc = real_create(t, attr, fn, arg);
+    if (rc == 0 && from_library(caller)) {
+        int full = 0;
+        while (atomic_flag_test_and_set_explicit(&g_table_lock, memory_order_acquire)) {
+        }
+        if (g_n_threads < MAX_THREADS) {
+            g_threads[g_n_threads].thread = *t;
+            g_threads[g_n_threads++].joined = 0;
+        } else {
+            full = 1;
+        }
+        atomic_flag_clear_explicit(&g_table_lock, memory_order_release);
+        if (full) violation(3, caller);
+    }
+    return rc;
+}
+
+int pthread_join(pthread_t t, void **result) {
+    resolve();
+    const void *caller = __builtin_return_address(0);
+    if (from_library(caller)) {
+        int i = 0;
+        while (atomic_flag_test_and_set_explicit(&g_table_lock, memory_order_acquire)) {
+        }
+        while (i < g_n_threads && !(pthread_equal(g_threads[i].thread, t) && !g_threads[i].joined)) ++i;
+        const int started = i < g_n_threads;
+        if (started) g_threads[i].joined = 1;
+        atomic_flag_clear_explicit(&g_table_lock, memory_order_release);
+        if (!started) {
+            violation(4, caller);
+            return ESRCH; /* the real join of an unknown id may crash or wait forever */
+        }
+    }
+    return real_join(t, result);
 }
