@@ -372,10 +372,13 @@ def last_results(log_path: Path) -> dict[str, MutantResult]:
     return last
 
 
-def results_to_keep(log_path: Path) -> dict[str, MutantResult]:
+def results_to_keep(log_path: Path, equivalent: dict[str, str] | None = None) -> dict[str, MutantResult]:
     """The results of results.jsonl a resumed run keeps, by id: the last one of each mutant,
-    except survivors (the tests may have changed since: they run again)."""
-    return {mid: r for mid, r in last_results(log_path).items() if r.status != "survived"}
+    except survivors (the tests may have changed since: they run again) and mutants listed as
+    equivalent then but not in `equivalent` now (an entry found wrong is taken out: the
+    mutant runs)."""
+    return {mid: r for mid, r in last_results(log_path).items()
+            if r.status != "survived" and not (r.status == "equivalent-listed" and mid not in (equivalent or {}))}
 
 
 def report_only(out: Path, *, files=None, sample=None, seed=0, ids=None, min_score=0.95, stream=None) -> int:
@@ -395,7 +398,7 @@ def report_only(out: Path, *, files=None, sample=None, seed=0, ids=None, min_sco
         if m.mid in equivalent:
             results.append(MutantResult(m.mid, m.file, m.line, m.operator, "equivalent-listed", 0.0,
                                         m.diff((KERNELS_DIR / m.file).read_text()), equivalent[m.mid]))
-        elif m.mid in last:
+        elif m.mid in last and last[m.mid].status != "equivalent-listed":  # else taken off the list: not run
             results.append(last[m.mid])
     report = summarise(results, len(mutants), sum(r.seconds for r in results), min_score,
                        population=len(all_mutants(KERNELS_DIR, files)) if sample is not None else None)
@@ -417,7 +420,7 @@ def run_mutation(out: Path, *, files=None, sample=None, seed=0, jobs=1, minutes=
     log_path = out / "results.jsonl"
     done: dict[str, MutantResult] = {}
     if resume and log_path.exists():
-        done = results_to_keep(log_path)
+        done = results_to_keep(log_path, equivalent)
     elif log_path.exists():
         log_path.unlink()
     cmake, compiler = find_cmake(), find_compiler()

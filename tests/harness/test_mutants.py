@@ -83,9 +83,11 @@ def test_a_resumed_run_keeps_results_but_runs_survivors_again(tmp_path):
     log = tmp_path / "results.jsonl"
     log.write_text("\n".join([line("a", "killed"), line("b", "survived"), line("c", "killed"), line("c", "survived"),
                               line("d", "survived"), line("d", "killed"), line("e", "equivalent-binary"),
-                              line("f", "killed")[:30]]) + "\n")
-    kept = results_to_keep(log)
-    assert {mid: r.status for mid, r in kept.items()} == {"a": "killed", "d": "killed", "e": "equivalent-binary"}
+                              line("f", "killed")[:30], line("g", "equivalent-listed"),
+                              line("h", "equivalent-listed")]) + "\n")
+    kept = results_to_keep(log, {"g": "still listed"})
+    assert {mid: r.status for mid, r in kept.items()} == {"a": "killed", "d": "killed", "e": "equivalent-binary",
+                                                          "g": "equivalent-listed"}  # h was taken off the list
 
 
 def test_the_score_interval_of_a_sample_holds_the_score_and_narrows_with_size():
@@ -153,7 +155,8 @@ def test_report_only_tells_where_a_long_run_stands_without_running_anything(tmp_
     unlisted = [m for m in mutants if m.mid not in listed]
     killed, survivor, never_run = unlisted[0], unlisted[1], unlisted[2:]
     lines = [json.dumps(asdict(MutantResult(m.mid, m.file, m.line, m.operator, status, 1.0, "diff")))
-             for m, status in ((killed, "survived"), (killed, "killed"), (survivor, "survived"))]
+             for m, status in ((killed, "survived"), (killed, "killed"), (survivor, "survived"),
+                               (never_run[0], "equivalent-listed"))]  # listed once, taken off since: not run
     (tmp_path / "results.jsonl").write_text("\n".join(lines) + "\n" + lines[0][:20])  # and a line cut by a kill
     assert report_only(tmp_path, files=["src/api.c"]) == 1  # not all run yet
     report = json.loads((tmp_path / "mutation-report.json").read_text())
