@@ -22,6 +22,7 @@ static atomic_long g_fail_at, g_count;
 enum { MAX_LIVE = 1024 };
 static void *g_live[MAX_LIVE];
 static long g_n_live, g_untracked;
+static atomic_int g_count_aligned;
 static atomic_flag g_live_lock = ATOMIC_FLAG_INIT;
 
 static void lock_live(void) {
@@ -43,11 +44,15 @@ void alloc_fail_arm(uintptr_t lo, uintptr_t hi, long fail_at) {
 
 void alloc_fail_disarm(void) { atomic_store(&g_hi, 0); }
 
+/* count the posix_memalign blocks too (the thread pool's scratch): for a check that
+   unloading the library frees everything it holds */
+void alloc_fail_count_aligned(int on) { atomic_store(&g_count_aligned, on); }
+
 long alloc_fail_count(void) { return atomic_load(&g_count); }
 
 /* the library's malloc/calloc blocks since the last arm that it has not freed (the thread
-   pool's posix_memalign scratch is kept between calls by design and is not counted); -1
-   when there were too many to track */
+   pool's posix_memalign scratch is kept between calls by design and is counted only after
+   alloc_fail_count_aligned(1)); -1 when there were too many to track */
 long alloc_fail_live(void) {
     lock_live();
     const long n = g_untracked ? -1 : g_n_live;
@@ -109,9 +114,10 @@ void free(void *p) {
 }
 
 int posix_memalign(void **p, size_t alignment, size_t n) {
-    if (should_fail(__builtin_return_address(0))) return ENOMEM;
+    const void *caller = __builtin_return_address(0);
+    if (should_fail(caller)) return ENOMEM;
     void *q = __libc_memalign(alignment, n);
     if (!q) return ENOMEM;
-    *p = q;
+    *p = atomic_load(&g_count_aligned) ? counted(caller, q) : q;
     return 0;
 }
