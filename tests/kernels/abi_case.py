@@ -3,6 +3,7 @@ own (fork_child.py, thread_start_child.py, alloc_fail_child.py): small mul_mat a
 cases and calls of them."""
 import ctypes
 import os
+import signal
 
 import numpy as np
 
@@ -95,3 +96,28 @@ class SmallMoe(AbiCase):
             status = self.lib.iq1m_moe_up_gate(self.w_up.ctypes.data, self.w_gate.ctypes.data, *shape,
                                                IQ1M_ACT_SILU, out.ctypes.data, opt)
         return status, out
+
+
+def every_op_case(lib: ctypes.CDLL) -> dict[str, AbiCase]:
+    """A case of each op, mul_mat on both paths and moe_up_gate fused and not, by name."""
+    return {
+        "mul_mat, 9 tokens (direct)": SmallMulMat(lib, 9),
+        "mul_mat, 40 tokens (repacked)": SmallMulMat(lib, 40),
+        "mul_mat_id": SmallMoe(lib, "mul_mat_id"),
+        "moe_up_gate fused": SmallMoe(lib, "moe_up_gate", fused=1),
+        "moe_up_gate unfused": SmallMoe(lib, "moe_up_gate", fused=0),
+    }
+
+
+def call_in_forked_child(case: AbiCase, n_threads: int, want: np.ndarray, alarm: int = 30) -> int:
+    """Forks; the child runs the case and exits 0 if it gives `want`'s bits, 1 if other bits,
+    2 if the call raised; SIGALRM ends it after `alarm` s (a hang). The child's exit code
+    (negative: the signal that ended it)."""
+    pid = os.fork()
+    if pid == 0:
+        signal.alarm(alarm)
+        try:
+            os._exit(0 if np.array_equal(case.run(n_threads).view(np.uint32), want.view(np.uint32)) else 1)
+        except BaseException:
+            os._exit(2)
+    return os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1])

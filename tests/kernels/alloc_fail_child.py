@@ -13,7 +13,7 @@ import sys
 
 import numpy as np
 
-from abi_case import SmallMoe, SmallMulMat, library_span, load
+from abi_case import every_op_case, library_span, load
 
 IQ1M_ERR_NOMEM = 7
 N_THREADS = 4
@@ -26,13 +26,7 @@ shim.alloc_fail_live.restype = ctypes.c_long
 lib = load(sys.argv[1])
 lo, hi = library_span(sys.argv[1])
 
-CASES = {
-    "mul_mat, 9 tokens (direct)": SmallMulMat(lib, 9),
-    "mul_mat, 40 tokens (repacked)": SmallMulMat(lib, 40),
-    "mul_mat_id": SmallMoe(lib, "mul_mat_id"),
-    "moe_up_gate fused": SmallMoe(lib, "moe_up_gate", fused=1),
-    "moe_up_gate unfused": SmallMoe(lib, "moe_up_gate", fused=0),
-}
+CASES = every_op_case(lib)
 
 
 def child(case, n: int) -> int:

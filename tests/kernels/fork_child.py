@@ -3,24 +3,12 @@
 thread count in the child, which has none of the parent's workers (the pool must start
 over there, src/threadpool.c). Exit status 0: the child's output equals the parent's bit
 for bit; 1: it differs, or the child failed or hung (SIGALRM after 30 s)."""
-import os
-import signal
 import sys
 
-import numpy as np
-
-from abi_case import SmallMulMat, load
+from abi_case import SmallMulMat, call_in_forked_child, load
 
 case = SmallMulMat(load(sys.argv[1]))
 before = case.run(4)
-pid = os.fork()
-if pid == 0:
-    signal.alarm(30)
-    try:
-        os._exit(0 if np.array_equal(case.run(4).view(np.uint32), before.view(np.uint32)) else 1)
-    except BaseException:
-        os._exit(2)
-_, status = os.waitpid(pid, 0)
-code = os.waitstatus_to_exitcode(status)
+code = call_in_forked_child(case, 4, before)
 print(f"child exit {code}" if code >= 0 else f"child killed by signal {-code}")
 sys.exit(0 if code == 0 else 1)

@@ -3,15 +3,12 @@ calling a 4-thread op while the main thread forks, so most forks land inside a c
 the library's locks held by threads the child does not have. Each child calls the same op
 with 4 threads and must give the single-threaded bits, promptly. Exit status 0: every child
 did; 1: a child differed, failed or hung (SIGALRM after 20 s): the first such fork, printed."""
-import os
 import signal
 import sys
 import threading
 import time
 
-import numpy as np
-
-from abi_case import SmallMulMat, load
+from abi_case import SmallMulMat, call_in_forked_child, load
 
 FORKS = 24
 
@@ -37,14 +34,7 @@ failures = []
 try:
     for i in range(FORKS):
         time.sleep(0.001 * (i % 4))  # forks at different points of the busy thread's calls
-        pid = os.fork()
-        if pid == 0:
-            signal.alarm(20)
-            try:
-                os._exit(0 if np.array_equal(case.run(4).view(np.uint32), want.view(np.uint32)) else 1)
-            except BaseException:
-                os._exit(2)
-        code = os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1])
+        code = call_in_forked_child(case, 4, want, alarm=20)
         if code != 0:
             failures.append(f"fork {i}: the child's call {outcome(code)}")
             break

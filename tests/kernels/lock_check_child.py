@@ -13,7 +13,7 @@ import sys
 
 import numpy as np
 
-from abi_case import SmallMoe, SmallMulMat, library_span, load
+from abi_case import every_op_case, library_span, load
 
 KINDS = {1: "a mutex unlocked by a thread that does not hold it", 2: "a mutex locked by the thread that holds it",
          3: "more mutexes or threads than the shim can track", 4: "a join of a thread the library did not start"}
@@ -26,13 +26,7 @@ shim.lock_check_first_caller.restype = ctypes.c_size_t
 lib = load(sys.argv[1])
 lo, hi = library_span(sys.argv[1])
 
-CASES = {
-    "mul_mat, 9 tokens (direct)": SmallMulMat(lib, 9),
-    "mul_mat, 40 tokens (repacked)": SmallMulMat(lib, 40),
-    "mul_mat_id": SmallMoe(lib, "mul_mat_id"),
-    "moe_up_gate fused": SmallMoe(lib, "moe_up_gate", fused=1),
-    "moe_up_gate unfused": SmallMoe(lib, "moe_up_gate", fused=0),
-}
+CASES = every_op_case(lib)
 
 
 def violations(where: str) -> list[str]:

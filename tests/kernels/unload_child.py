@@ -8,7 +8,7 @@ import _ctypes
 import ctypes
 import sys
 
-from abi_case import SmallMoe, SmallMulMat, library_span, load
+from abi_case import every_op_case, library_span, load
 
 shim = ctypes.CDLL(sys.argv[2])
 shim.alloc_fail_arm.argtypes = [ctypes.c_size_t, ctypes.c_size_t, ctypes.c_long]
@@ -17,8 +17,7 @@ lib = load(sys.argv[1])
 lo, hi = library_span(sys.argv[1])
 shim.alloc_fail_count_aligned(1)
 shim.alloc_fail_arm(lo, hi, 0)  # count, fail nothing
-for case in (SmallMulMat(lib, 9), SmallMulMat(lib, 40), SmallMoe(lib, "mul_mat_id"),
-             SmallMoe(lib, "moe_up_gate", fused=1), SmallMoe(lib, "moe_up_gate", fused=0)):
+for case in every_op_case(lib).values():
     case.run(4)
 held, made = shim.alloc_fail_live(), shim.alloc_fail_count()
 _ctypes.dlclose(lib._handle)  # nothing calls into the library after this
