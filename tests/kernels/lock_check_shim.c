@@ -114,21 +114,6 @@ static int from_library(const void *caller) {
            a < atomic_load_explicit(&g_hi, memory_order_relaxed);
 }
 
-/* a mutex the library has used before, whoever calls now: the library's last call in a
-   function may be a tail call, whose return address is its caller's */
-static int known(pthread_mutex_t *m) {
-    if (!atomic_load_explicit(&g_hi, memory_order_relaxed)) return 0;
-    while (atomic_flag_test_and_set_explicit(&g_table_lock, memory_order_acquire)) {
-    }
-    int i = 0;
-    while (i < g_n_mutexes && g_table[i].mutex != m) ++i;
-    const int found = i < g_n_mutexes;
-    atomic_flag_clear_explicit(&g_table_lock, memory_order_release);
-    return found;
-}
-
-static int tracked(pthread_mutex_t *m, const void *caller) { return from_library(caller) || known(m); }
-
 static void violation(int kind, const void *caller) {
     if (atomic_fetch_add(&g_violations, 1) == 0) {
         atomic_store(&g_first_caller, (uintptr_t)caller);
@@ -138,15 +123,22 @@ static void violation(int kind, const void *caller) {
 
 enum { TOOK, GAVE_UP };
 
-/* records that this thread took (TOOK) or gave up (GAVE_UP) mutex m, checking it could */
+/* records that this thread took (TOOK) or gave up (GAVE_UP) mutex m, checking it could: for
+   a call from the library, or on a mutex the library has used before, whoever the caller
+   seems to be (a tail call from the library shows its caller's return address) */
 static void record(pthread_mutex_t *m, int change, const void *caller) {
-    atomic_fetch_add(&g_checked, 1);
+    const int library = from_library(caller);
+    if (!library && !atomic_load_explicit(&g_hi, memory_order_relaxed)) return; /* not armed */
     while (atomic_flag_test_and_set_explicit(&g_table_lock, memory_order_acquire)) {
     }
     int i = 0;
     while (i < g_n_mutexes && g_table[i].mutex != m) ++i;
     int kind = 0;
     if (i == g_n_mutexes) {
+        if (!library) {
+            atomic_flag_clear_explicit(&g_table_lock, memory_order_release);
+            return;
+        }
         if (i == MAX_MUTEXES) {
             kind = 3;
             goto out;
@@ -166,6 +158,7 @@ static void record(pthread_mutex_t *m, int change, const void *caller) {
     }
 out:
     atomic_flag_clear_explicit(&g_table_lock, memory_order_release);
+    atomic_fetch_add(&g_checked, 1);
     if (kind) violation(kind, caller);
 }
 
@@ -173,7 +166,7 @@ int pthread_mutex_lock(pthread_mutex_t *m) {
     resolve();
     const void *caller = __builtin_return_address(0);
     const int rc = real_lock(m);
-    if (rc == 0 && tracked(m, caller)) record(m, TOOK, caller);
+    if (rc == 0) record(m, TOOK, caller);
     return rc;
 }
 
@@ -181,7 +174,7 @@ int pthread_mutex_trylock(pthread_mutex_t *m) {
     resolve();
     const void *caller = __builtin_return_address(0);
     const int rc = real_trylock(m);
-    if (rc == 0 && tracked(m, caller)) record(m, TOOK, caller);
+    if (rc == 0) record(m, TOOK, caller);
     return rc;
 }
 
@@ -189,27 +182,25 @@ int pthread_mutex_unlock(pthread_mutex_t *m) {
     resolve();
     const void *caller = __builtin_return_address(0);
     /* before the real unlock: once it is released, another thread may record taking it */
-    if (tracked(m, caller)) record(m, GAVE_UP, caller);
+    record(m, GAVE_UP, caller);
     return real_unlock(m);
 }
 
 int pthread_cond_wait(pthread_cond_t *c, pthread_mutex_t *m) {
     resolve();
     const void *caller = __builtin_return_address(0);
-    const int library = tracked(m, caller);
-    if (library) record(m, GAVE_UP, caller);
+    record(m, GAVE_UP, caller);
     const int rc = real_wait(c, m);
-    if (library) record(m, TOOK, caller);
+    record(m, TOOK, caller);
     return rc;
 }
 
 int pthread_cond_timedwait(pthread_cond_t *c, pthread_mutex_t *m, const struct timespec *t) {
     resolve();
     const void *caller = __builtin_return_address(0);
-    const int library = tracked(m, caller);
-    if (library) record(m, GAVE_UP, caller);
+    record(m, GAVE_UP, caller);
     const int rc = real_timedwait(c, m, t);
-    if (library) record(m, TOOK, caller);
+    record(m, TOOK, caller);
     return rc;
 }
 
