@@ -16,7 +16,9 @@ IQ1M_ACT_SILU = 0
 def load(path: str) -> ctypes.CDLL:
     """The raw CDLL, its functions typed by the harness's binding; the calls here go to it
     directly, so a status comes back as it is and an output array is the one passed in."""
-    return Library(path).lib
+    lib = Library(path).lib
+    lib.iq1m_default_options.argtypes = [ctypes.POINTER(COptions)]
+    return lib
 
 
 def library_span(path: str) -> tuple[int, int]:
@@ -30,7 +32,6 @@ def library_span(path: str) -> tuple[int, int]:
 
 def options(lib: ctypes.CDLL, n_threads: int, fused: int = 1) -> COptions:
     opt = COptions()
-    lib.iq1m_default_options.argtypes = [ctypes.POINTER(COptions)]
     lib.iq1m_default_options(ctypes.byref(opt))
     opt.n_threads, opt.fused = n_threads, fused
     return opt
