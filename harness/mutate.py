@@ -404,7 +404,8 @@ def report_only(out: Path, *, files=None, sample=None, seed=0, ids=None, min_sco
                        population=len(all_mutants(KERNELS_DIR, files)) if sample is not None else None)
     atomic_write_bytes(out / "mutation-report.json", json.dumps(report, indent=2).encode())
     atomic_write_bytes(out / "mutation-report.md", markdown(report).encode())
-    print(f"mutation score so far {report['score']:.3f} ({report['killed']} killed / {report['scored']} scored; "
+    partial = " so far" if report["not_run"] else ""
+    print(f"mutation score{partial} {report['score']:.3f} ({report['killed']} killed / {report['scored']} scored; "
           f"{len(report['survivors'])} survivor(s); {report['not_run']} of {len(mutants)} not run yet); "
           f"report: {out / 'mutation-report.md'}", file=stream)
     return 0 if report["score"] >= min_score and not report["not_run"] else 1

@@ -144,6 +144,7 @@ def test_a_fixed_sample_keeps_its_members_when_other_code_changes():
 
 
 def test_report_only_tells_where_a_long_run_stands_without_running_anything(tmp_path):
+    import io
     import json
     from dataclasses import asdict
 
@@ -158,12 +159,21 @@ def test_report_only_tells_where_a_long_run_stands_without_running_anything(tmp_
              for m, status in ((killed, "survived"), (killed, "killed"), (survivor, "survived"),
                                (never_run[0], "equivalent-listed"))]  # listed once, taken off since: not run
     (tmp_path / "results.jsonl").write_text("\n".join(lines) + "\n" + lines[0][:20])  # and a line cut by a kill
-    assert report_only(tmp_path, files=["src/api.c"]) == 1  # not all run yet
+    said = io.StringIO()
+    assert report_only(tmp_path, files=["src/api.c"], stream=said) == 1  # not all run yet
+    assert "score so far" in said.getvalue()
     report = json.loads((tmp_path / "mutation-report.json").read_text())
     assert report["by_status"]["killed"] == 1 and [s["mid"] for s in report["survivors"]] == [survivor.mid]
     assert report["not_run"] == len(never_run) and report["selected"] == len(mutants)
     assert report["by_status"].get("equivalent-listed", 0) == len(mutants) - len(unlisted)
     assert "not run yet" in (tmp_path / "mutation-report.md").read_text()
+
+    every = [json.dumps(asdict(MutantResult(m.mid, m.file, m.line, m.operator, "killed", 1.0, "diff")))
+             for m in unlisted]
+    (tmp_path / "results.jsonl").write_text("\n".join(every) + "\n")
+    said = io.StringIO()
+    assert report_only(tmp_path, files=["src/api.c"], stream=said) == 0  # complete, above the target
+    assert "mutation score 1.000" in said.getvalue()
 
 
 def test_a_white_box_test_is_stopped_when_blocked_or_past_its_wall_limit(monkeypatch):
