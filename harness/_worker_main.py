@@ -1,6 +1,7 @@
 """The isolated worker: loads the library under test and runs cases sent by the parent.
 
-Usage (by harness.worker only): `python -m harness._worker_main --fds IN,OUT --target JSON`.
+Usage (by harness.worker only): `python -m harness._worker_main --fds IN,OUT --target JSON`,
+or `--fork-server SOCKET --target JSON` for the server workers are forked from (fork_server).
 The protocol (harness.protocol) runs over the two inherited pipe descriptors IN and OUT,
 which are made non-inheritable at once, so a debugger or any other child the library forks
 cannot hold or write to them; this process's fd 1 and 2 are the log.
@@ -31,13 +32,15 @@ import time
 import traceback
 
 
-def serve(fd_in: int, fd_out: int, spec: dict) -> int:
+def serve(fd_in: int, fd_out: int, spec: dict, opened=None) -> int:
+    """`opened`: (binding, hello) already loaded by the fork server this worker was forked
+    from; else the library is loaded here."""
     from .cases import Case
     from .options import KernelOptions
     from .protocol import Reader, write_message
     from .targets import open_binding
 
-    binding, hello = open_binding(spec)
+    binding, hello = opened or open_binding(spec)
     write_message(fd_out, dict(hello, ready=True))
     reader = Reader(fd_in)
     while True:
@@ -92,16 +95,98 @@ def die_with_parent() -> None:
         pass
 
 
+def fork_server(sock_fd: int, spec: dict) -> int:
+    """Load the library once, then fork a worker per request on the socket (harness.worker:
+    ForkServer): a worker that a crash killed is replaced in milliseconds instead of an
+    interpreter start, numpy's import and the library's load and probes (about 0.35 s, most
+    of a campaign's time on a target that crashes often). Each worker's exit status goes
+    back on the socket, since only this process can wait for it. Returns in the parent when
+    the socket closes; in a forked worker, with the worker's own exit status."""
+    import select
+    import signal
+    import socket
+
+    from .targets import open_binding
+
+    sock = socket.socket(fileno=sock_fd)
+    opened = open_binding(spec)  # a library that does not load: the parent starts workers the plain way
+    wake_r, wake_w = os.pipe()
+    for fd in (wake_r, wake_w):
+        os.set_blocking(fd, False)
+    signal.set_wakeup_fd(wake_w)
+    signal.signal(signal.SIGCHLD, lambda *_: None)  # wakes the select below
+    sock.send(json.dumps({"ready": True}).encode())
+    while True:
+        readable = select.select([sock, wake_r], [], [])[0]
+        if wake_r in readable:
+            while True:
+                try:
+                    if not os.read(wake_r, 256):
+                        break
+                except BlockingIOError:
+                    break
+        while True:
+            try:
+                pid, status = os.waitpid(-1, os.WNOHANG)
+            except ChildProcessError:
+                break
+            if pid == 0:
+                break
+            sock.send(json.dumps({"exit": pid, "code": os.waitstatus_to_exitcode(status)}).encode())
+        if sock not in readable:
+            continue
+        if not sock.recv(64):
+            return 0  # the parent is gone; its workers see EOF on their request pipes
+        req_r, req_w = os.pipe()
+        rep_r, rep_w = os.pipe()
+        for fd in (req_w, rep_w):
+            set_pipe_size(fd)
+        server = os.getpid()
+        pid = os.fork()
+        if pid == 0:
+            signal.set_wakeup_fd(-1)
+            signal.signal(signal.SIGCHLD, signal.SIG_DFL)  # the library may fork and wait (ggml's gdb)
+            for fd in (wake_r, wake_w, req_w, rep_r):
+                os.close(fd)
+            sock.close()
+            os.setsid()  # its own process group: a hung worker is killed with all it forked
+            die_with_parent()
+            if os.getppid() != server:
+                return 1  # the server died before this line: nobody would wait for this worker
+            return serve(req_r, rep_w, spec, opened)
+        socket.send_fds(sock, [json.dumps({"pid": pid}).encode()], [req_w, rep_r])
+        for fd in (req_r, req_w, rep_r, rep_w):
+            os.close(fd)
+
+
+def set_pipe_size(fd: int) -> None:
+    """A big case's arrays move in fewer, larger writes."""
+    import fcntl
+
+    try:
+        fcntl.fcntl(fd, fcntl.F_SETPIPE_SZ, PIPE_SIZE)
+    except (AttributeError, OSError):
+        pass  # not Linux, or above /proc/sys/fs/pipe-max-size: the default works too
+
+
+PIPE_SIZE = 1 << 20  # bytes buffered per protocol pipe (Linux default 64 KiB; unprivileged maximum 1 MiB)
+
+
 def main() -> int:
     die_with_parent()
     p = argparse.ArgumentParser(prog="python -m harness._worker_main")
-    p.add_argument("--fds", required=True, help="IN,OUT: the protocol's pipe descriptors")
+    p.add_argument("--fds", help="IN,OUT: the protocol's pipe descriptors")
+    p.add_argument("--fork-server", type=int, metavar="SOCKET",
+                   help="serve as the fork server of harness.worker on this socket descriptor")
     p.add_argument("--target", required=True, help="JSON spec of the target (harness.targets)")
     args = p.parse_args()
+    sys.stdout = sys.stderr  # a stray print is log text, like the library's own output
+    if args.fork_server is not None:
+        os.set_inheritable(args.fork_server, False)
+        return fork_server(args.fork_server, json.loads(args.target))
     fd_in, fd_out = (int(v) for v in args.fds.split(","))
     for fd in (fd_in, fd_out):
         os.set_inheritable(fd, False)
-    sys.stdout = sys.stderr  # a stray print is log text, like the library's own output
     return serve(fd_in, fd_out, json.loads(args.target))
 
 

@@ -74,7 +74,7 @@ class Runner:
         return self.target.library
 
     def close(self) -> None:
-        self.worker.close()
+        self.worker.shutdown()
 
     def __enter__(self):
         return self

@@ -6,11 +6,11 @@ talks to this one over two private pipes (harness.protocol); the child's stdin i
 debugger it forks) prints can reach the protocol. Each call waits with a timeout and turns
 a death by signal, an abnormal exit or a timeout into a KernelCrash / KernelExit /
 KernelHang carrying the stderr tail. The worker is restarted on the next call; the parent
-never dies with it.
+never dies with it. Workers are forked from a per-Worker fork server (harness.fork_server)
+that loaded the library once, unless IQ1M_FORK_SERVER=0 or the server cannot start.
 """
 from __future__ import annotations
 
-import fcntl
 import json
 import os
 import signal
@@ -22,12 +22,13 @@ from pathlib import Path
 import numpy as np
 
 from .errors import KernelCorruption, KernelCrash, KernelExit, KernelHang, WorkerStartError
+from ._worker_main import set_pipe_size
+from .fork_server import ForkServer, ForkServerLost
 from .protocol import ProtocolError, Reader, write_message
 
 STDERR_TAIL_LINES = 40
 START_TIMEOUT = 60.0
 LOG_LIMIT = 8 << 20  # a worker log past this size is cut to its tail when the worker restarts
-PIPE_SIZE = 1 << 20  # bytes buffered per protocol pipe (Linux default 64 KiB; unprivileged maximum 1 MiB)
 
 
 def signal_name(returncode: int) -> str:
@@ -61,31 +62,25 @@ class Worker:
         self._to_child = self._from_child = None
         self._reader: Reader | None = None
         self._since = 0
+        self.use_fork_server = os.environ.get("IQ1M_FORK_SERVER", "1") != "0"
+        self.fork_server_error = ""
+        self._server: ForkServer | None = None
 
     # -- lifecycle -----------------------------------------------------------------------
-    def start(self) -> dict:
+    def _env(self) -> dict[str, str]:
         env = dict(os.environ)
         env.update(self.extra_env)
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [harness_import_root(), env.get("PYTHONPATH", "")]))
+        return env
+
+    def start(self) -> dict:
         self._trim_log()
         since = self.log_path.stat().st_size if self.log_path.exists() else 0
-        req_r, req_w = os.pipe()
-        rep_r, rep_w = os.pipe()
-        for fd in (req_w, rep_w):  # a big case's arrays move in fewer, larger writes
-            try:
-                fcntl.fcntl(fd, fcntl.F_SETPIPE_SZ, PIPE_SIZE)
-            except (AttributeError, OSError):
-                pass  # not Linux, or above /proc/sys/fs/pipe-max-size: the default works too
-        with open(self.log_path, "ab") as log:
-            try:
-                self.proc = subprocess.Popen(
-                    [sys.executable, "-P", "-m", "harness._worker_main", "--fds", f"{req_r},{rep_w}",
-                     "--target", json.dumps(self.spec)],
-                    stdin=subprocess.DEVNULL, stdout=log, stderr=log, env=env, pass_fds=(req_r, rep_w),
-                    start_new_session=True)
-            finally:
-                os.close(req_r)
-                os.close(rep_w)
+        forked = self._fork()
+        if forked is not None:
+            self.proc, (req_w, rep_r) = forked
+        else:
+            req_w, rep_r = self._spawn()
         self._to_child, self._from_child = req_w, rep_r
         os.set_blocking(req_w, False)  # requests are written with a deadline (write_message)
         self._reader = Reader(rep_r)
@@ -102,6 +97,45 @@ class Worker:
         self.hello = message[0]
         return self.hello
 
+    def _spawn(self) -> tuple[int, int]:
+        """A new interpreter as the worker: (request pipe, reply pipe) to it."""
+        req_r, req_w = os.pipe()
+        rep_r, rep_w = os.pipe()
+        for fd in (req_w, rep_w):
+            set_pipe_size(fd)
+        with open(self.log_path, "ab") as log:
+            try:
+                self.proc = subprocess.Popen(
+                    [sys.executable, "-P", "-m", "harness._worker_main", "--fds", f"{req_r},{rep_w}",
+                     "--target", json.dumps(self.spec)],
+                    stdin=subprocess.DEVNULL, stdout=log, stderr=log, env=self._env(), pass_fds=(req_r, rep_w),
+                    start_new_session=True)
+            finally:
+                os.close(req_r)
+                os.close(rep_w)
+        return req_w, rep_r
+
+    def _fork(self):
+        """A worker forked from this Worker's fork server (started on first use), or None
+        where there is none: IQ1M_FORK_SERVER=0, or a server that could not start or died
+        (the plain start then reports what is wrong with the library)."""
+        if not self.use_fork_server:
+            return None
+        try:
+            if self._server is None:
+                self._server = ForkServer(self.spec, self._env(), self.log_path)
+            return self._server.fork()
+        except (OSError, ValueError, ForkServerLost) as exc:
+            self.use_fork_server = False
+            self.fork_server_error = str(exc)
+            self._stop_server()
+            return None
+
+    def _stop_server(self) -> None:
+        if self._server is not None:
+            self._server.close()
+            self._server = None
+
     def _trim_log(self) -> None:
         try:
             if self.log_path.stat().st_size > LOG_LIMIT:
@@ -113,7 +147,10 @@ class Worker:
             pass
 
     def alive(self) -> bool:
-        return self.proc is not None and self.proc.poll() is None
+        try:
+            return self.proc is not None and self.proc.poll() is None
+        except ForkServerLost:
+            return False  # between calls: nothing of a case is lost, the next call starts anew
 
     def _close_pipes(self) -> None:
         for fd in (self._to_child, self._from_child):
@@ -125,6 +162,8 @@ class Worker:
         self._to_child = self._from_child = None
 
     def close(self) -> None:
+        """Stop the worker (the next call starts a new one); `shutdown` also stops the fork
+        server."""
         if self.proc is not None:
             self._close_pipes()  # EOF on its request pipe: it exits
             try:
@@ -134,6 +173,10 @@ class Worker:
             self.proc = None
         self._close_pipes()
 
+    def shutdown(self) -> None:
+        self.close()
+        self._stop_server()
+
     def _kill(self) -> None:
         """Kill the worker's whole process group (it is a session leader): the worker if it
         still runs, and whatever it forked."""
@@ -142,7 +185,10 @@ class Worker:
                 os.killpg(self.proc.pid, signal.SIGKILL)
             except (ProcessLookupError, PermissionError):
                 pass
-            self.proc.wait()
+            try:
+                self.proc.wait()
+            except ForkServerLost:
+                pass  # killed anyway (the server's death kills its workers: PR_SET_PDEATHSIG)
         self._close_pipes()
 
     def _death(self) -> str:

@@ -100,8 +100,10 @@ def _processes_in_group(pgid: int) -> list[int]:
     return found
 
 
-def test_output_and_forked_children_cannot_break_the_protocol(fake_library, tmp_path, monkeypatch):
+@pytest.mark.parametrize("fork_server", ["1", "0"], ids=["forked-worker", "plain-worker"])
+def test_output_and_forked_children_cannot_break_the_protocol(fake_library, tmp_path, monkeypatch, fork_server):
     monkeypatch.setenv("FAKE_MODE", "noisy-abort")
+    monkeypatch.setenv("IQ1M_FORK_SERVER", fork_server)
     runner = Runner(f"prebuilt:{fake_library}", tmp_path, timeout=20)
     try:
         pgid = runner.worker.proc.pid
