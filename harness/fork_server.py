@@ -38,7 +38,10 @@ class ForkServer:
                 theirs.close()
         self.sock = ours
         self.exits: dict[int, int] = {}
-        ready = self._next(START_TIMEOUT)
+        try:
+            ready = self._next(START_TIMEOUT)
+        except ForkServerLost:
+            ready = None  # it died loading the library
         if not ready or not ready.get("ready"):
             self.close()
             raise OSError("the fork server did not start (the plain worker start reports why)")

@@ -107,3 +107,4 @@ def test_library_for_another_machine_is_one_line(tmp_path):
     with pytest.raises(WorkerStartError, match="could not load") as info:
         worker.start()
     assert "\n" not in str(info.value)
+    assert worker._server is None and "did not start" in worker.fork_server_error  # and it was reaped
