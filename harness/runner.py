@@ -16,6 +16,7 @@ from .cases import Case, save_case
 from .compare import Outcome, batch_difference, batch_subcase, batch_token, check_unwritten
 from .errors import (BatchDivergence, HarnessFailure, KernelCorruption, KernelCrash, KernelExit, KernelHang,
                      MemoryOverrun)
+from .fork_server import ForkServerLost
 from .paths import runs_dir
 from .targets import Finding, KernelsTarget, Target
 from .worker import Worker
@@ -90,6 +91,15 @@ class Runner:
 
     def execute(self, case: Case, path: Path | None = None, *, batch: bool = False
                 ) -> tuple[list[Outcome], Path, dict]:
+        try:
+            return self._execute(case, path, batch=batch)
+        except ForkServerLost:
+            # the worker died with its fork server (killed from outside), whatever the case
+            # did: the case runs again, in a worker of the plain kind
+            return self._execute(case, path, batch=batch)
+
+    def _execute(self, case: Case, path: Path | None = None, *, batch: bool = False
+                 ) -> tuple[list[Outcome], Path, dict]:
         """Adapt the case to the target, save it, and run every option set in the worker in
         one request (its arrays sent along, its replies streamed back one per run; each run
         writes into an output filled with its own canary): (outcomes, case path, the

@@ -170,6 +170,8 @@ class Worker:
                 self.proc.wait(timeout=5)
             except subprocess.TimeoutExpired:
                 self._kill()
+            except ForkServerLost:
+                pass  # the server's death took the worker with it
             self.proc = None
         self._close_pipes()
 
@@ -242,7 +244,19 @@ class Worker:
 
     def receive(self, timeout: float, case_path=None) -> tuple[dict, dict[str, np.ndarray]]:
         """The next reply (header, arrays) within `timeout` seconds; raises KernelCrash /
-        KernelExit / KernelHang on a bad death, RuntimeError on a harness error reply."""
+        KernelExit / KernelHang on a bad death, RuntimeError on a harness error reply, and
+        ForkServerLost when the worker's fork server died (later workers start plain)."""
+        try:
+            return self._receive(timeout, case_path)
+        except ForkServerLost as lost:
+            self._kill()
+            self.proc = None
+            self._stop_server()
+            self.use_fork_server = False
+            self.fork_server_error = str(lost)
+            raise
+
+    def _receive(self, timeout: float, case_path=None) -> tuple[dict, dict[str, np.ndarray]]:
         since = self._since
         eof = False
         try:

@@ -45,6 +45,13 @@ static void misbehave(void) {
         if (d) closedir(d);
         return;
     }
+    if (mode && !strcmp(mode, "kill-server-once")) { /* the parent (a fork server) killed mid-call */
+        const char *flag = getenv("FAKE_FLAG");
+        if (flag && unlink(flag) == 0) {
+            kill(getppid(), SIGKILL);
+            sleep(10);
+        }
+    }
     printf("{\"ok\": true, \"arrays\": []}\n");  /* what a confused protocol would accept */
     fflush(stdout);
     fprintf(stderr, "fake: about to fail\n");
@@ -134,3 +141,22 @@ def test_garbage_in_every_descriptor_is_a_corruption_failure(fake_library, tmp_p
         assert runner.worker.restarts >= 1
     finally:
         runner.close()
+
+
+def test_a_fork_server_killed_during_a_call_costs_a_rerun_not_a_verdict(fake_library, tmp_path, monkeypatch):
+    """Killed from outside, the server takes its worker with it (PR_SET_PDEATHSIG), whatever
+    the case did: the case runs again in a plain worker and gets the library's own verdict."""
+    flag = tmp_path / "flag"
+    flag.touch()
+    monkeypatch.setenv("FAKE_MODE", "kill-server-once")
+    monkeypatch.setenv("FAKE_FLAG", str(flag))
+    runner = Runner(f"prebuilt:{fake_library}", tmp_path, timeout=20)
+    try:
+        with pytest.raises(KernelCrash) as info:
+            runner.check(_case())
+        assert not flag.exists(), "the forked worker never ran the call"
+        assert isinstance(runner.worker.proc, subprocess.Popen) or runner.worker.proc is None
+        assert "died" in runner.worker.fork_server_error
+    finally:
+        runner.close()
+    assert info.value.signal_name == "SIGABRT"
