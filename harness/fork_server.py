@@ -37,6 +37,7 @@ class ForkServer:
             finally:
                 theirs.close()
         self.sock = ours
+        self.sock.setblocking(False)  # a message another reader took (a signal handler) is no reason to block
         self.exits: dict[int, int] = {}
         try:
             ready = self._next(START_TIMEOUT)
@@ -52,6 +53,8 @@ class ForkServer:
             return None
         try:
             data, fds, _, _ = socket.recv_fds(self.sock, 4096, 2)
+        except BlockingIOError:
+            return None
         except ConnectionError:
             data, fds = b"", []
         if not data:
@@ -69,7 +72,7 @@ class ForkServer:
     def fork(self) -> tuple[ForkedWorker, tuple[int, int]]:
         """A new worker: (its handle, (request pipe, reply pipe) to it)."""
         try:
-            self.sock.send(b"fork")
+            self.sock.send(b"fork")  # one small datagram: never blocks
         except OSError:
             raise self._lost() from None
         deadline = time.monotonic() + START_TIMEOUT
@@ -86,7 +89,8 @@ class ForkServer:
         reaped it, waiting up to `timeout` seconds; None if it still runs."""
         deadline = time.monotonic() + timeout
         while pid not in self.exits:
-            if self._next(deadline - time.monotonic()) is None and time.monotonic() >= deadline:
+            # a bounded wait: a reader between this check and the select may file the status
+            if self._next(min(deadline - time.monotonic(), 0.2)) is None and time.monotonic() >= deadline:
                 return None
         return self.exits.pop(pid)
 

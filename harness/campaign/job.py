@@ -139,7 +139,9 @@ class Job:
 
     def _kill_worker(self) -> None:
         proc = getattr(getattr(self.runner, "worker", None), "proc", None)
-        if proc is not None and proc.poll() is None:
+        # returncode, not poll(): this runs in a signal handler, and a forked worker's poll()
+        # reads the fork server's socket, which the interrupted code may be reading
+        if proc is not None and proc.returncode is None:
             try:
                 os.killpg(proc.pid, signal.SIGKILL)
             except (ProcessLookupError, PermissionError):
