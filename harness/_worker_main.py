@@ -159,6 +159,18 @@ def fork_server(sock_fd: int, spec: dict) -> int:
             os.close(fd)
 
 
+def launch(mode: list[str], spec: dict, env: dict[str, str], log_path, pass_fds: tuple[int, ...]):
+    """Start this module in a new interpreter (a worker, or a fork server: `mode`), in its own
+    session, with the log as stdout and stderr: the subprocess.Popen."""
+    import subprocess
+
+    with open(log_path, "ab") as log:
+        return subprocess.Popen([sys.executable, "-P", "-m", "harness._worker_main", *mode,
+                                 "--target", json.dumps(spec)],
+                                stdin=subprocess.DEVNULL, stdout=log, stderr=log, env=env, pass_fds=pass_fds,
+                                start_new_session=True)
+
+
 def set_pipe_size(fd: int) -> None:
     """A big case's arrays move in fewer, larger writes."""
     import fcntl

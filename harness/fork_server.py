@@ -12,30 +12,27 @@ import json
 import select
 import socket
 import subprocess
-import sys
 import time
 from pathlib import Path
+
+from ._worker_main import launch
 
 START_TIMEOUT = 60.0
 
 
 class ForkServerLost(RuntimeError):
     """The server died (killed from outside: it runs no library code after loading), and
-    with it what it knew of its workers' exits: a harness error, never a kernel failure."""
+    with it what it knew of its workers' exits: never a kernel failure (Runner.execute runs
+    the case again in a plain worker)."""
 
 
 class ForkServer:
     def __init__(self, spec: dict, env: dict[str, str], log_path: Path):
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
-        with open(log_path, "ab") as log:
-            try:
-                self.proc = subprocess.Popen(
-                    [sys.executable, "-P", "-m", "harness._worker_main", "--fork-server", str(theirs.fileno()),
-                     "--target", json.dumps(spec)],
-                    stdin=subprocess.DEVNULL, stdout=log, stderr=log, env=env, pass_fds=(theirs.fileno(),),
-                    start_new_session=True)
-            finally:
-                theirs.close()
+        try:
+            self.proc = launch(["--fork-server", str(theirs.fileno())], spec, env, log_path, (theirs.fileno(),))
+        finally:
+            theirs.close()
         self.sock = ours
         self.sock.setblocking(False)  # a message another reader took (a signal handler) is no reason to block
         self.exits: dict[int, int] = {}

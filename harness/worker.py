@@ -11,18 +11,16 @@ that loaded the library once, unless IQ1M_FORK_SERVER=0 or the server cannot sta
 """
 from __future__ import annotations
 
-import json
 import os
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import numpy as np
 
 from .errors import KernelCorruption, KernelCrash, KernelExit, KernelHang, WorkerStartError
-from ._worker_main import set_pipe_size
+from ._worker_main import launch, set_pipe_size
 from .fork_server import ForkServer, ForkServerLost
 from .protocol import ProtocolError, Reader, write_message
 
@@ -103,16 +101,11 @@ class Worker:
         rep_r, rep_w = os.pipe()
         for fd in (req_w, rep_w):
             set_pipe_size(fd)
-        with open(self.log_path, "ab") as log:
-            try:
-                self.proc = subprocess.Popen(
-                    [sys.executable, "-P", "-m", "harness._worker_main", "--fds", f"{req_r},{rep_w}",
-                     "--target", json.dumps(self.spec)],
-                    stdin=subprocess.DEVNULL, stdout=log, stderr=log, env=self._env(), pass_fds=(req_r, rep_w),
-                    start_new_session=True)
-            finally:
-                os.close(req_r)
-                os.close(rep_w)
+        try:
+            self.proc = launch(["--fds", f"{req_r},{rep_w}"], self.spec, self._env(), self.log_path, (req_r, rep_w))
+        finally:
+            os.close(req_r)
+            os.close(rep_w)
         return req_w, rep_r
 
     def _fork(self):
@@ -126,10 +119,14 @@ class Worker:
                 self._server = ForkServer(self.spec, self._env(), self.log_path)
             return self._server.fork()
         except (OSError, ValueError, ForkServerLost) as exc:
-            self.use_fork_server = False
-            self.fork_server_error = str(exc)
-            self._stop_server()
+            self._give_up_server(exc)
             return None
+
+    def _give_up_server(self, why: Exception) -> None:
+        """Workers of this Worker start plain from now on."""
+        self.use_fork_server = False
+        self.fork_server_error = str(why)
+        self._stop_server()
 
     def _stop_server(self) -> None:
         if self._server is not None:
@@ -251,9 +248,7 @@ class Worker:
         except ForkServerLost as lost:
             self._kill()
             self.proc = None
-            self._stop_server()
-            self.use_fork_server = False
-            self.fork_server_error = str(lost)
+            self._give_up_server(lost)
             raise
 
     def _receive(self, timeout: float, case_path=None) -> tuple[dict, dict[str, np.ndarray]]:
